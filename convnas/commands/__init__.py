@@ -1,0 +1,1 @@
+"""Subcommands of the ``convnas`` command line, one module each."""

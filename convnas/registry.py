@@ -1,0 +1,160 @@
+"""One generic registry for operators, search spaces, strategies and datasets.
+
+Modelled on timm's model registry, with two changes: registering a name twice is an error
+unless ``replace=True``, and looking up an unknown name raises an error that lists close
+matches instead of a bare ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fnmatch
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from convnas.errors import DuplicateNameError, UnknownNameError
+
+__all__ = ["Registry"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A name -> entry mapping with helpful errors and lazy population.
+
+    Args:
+        kind: what the registry holds, used in messages ("operator", "search space", ...).
+        loader: called once before the first lookup; imports the modules that register the
+            built-in entries.
+        entry_point_group: the ``importlib.metadata`` entry-point group that third-party packages
+            use to add entries. Each entry point is loaded (imported) once, after ``loader``.
+        error_type: the exception raised for unknown names.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        loader: Callable[[], None] | None = None,
+        entry_point_group: str | None = None,
+        error_type: type[UnknownNameError] = UnknownNameError,
+    ) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._loader = loader
+        self._entry_point_group = entry_point_group
+        self._error_type = error_type
+        self._loaded = False
+        self._lock = threading.RLock()
+        self.entry_point_errors: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Registry(kind={self.kind!r}, entries={len(self._entries)})"
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            if self._loader is not None:
+                self._loader()
+            if self._entry_point_group is not None:
+                self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=self._entry_point_group):
+            try:
+                target = ep.load()
+            except Exception as exc:  # a broken plugin must not break convnas itself
+                self.entry_point_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+                logger.warning("could not load %s plugin %r: %s", self.kind, ep.name, exc)
+                continue
+            if callable(target) and not isinstance(target, type):
+                # An entry point may name a module (registering on import) or a function that
+                # registers when called with this registry.
+                target(self)
+
+    def add(self, name: str, entry: T, *, replace: bool = False) -> T:
+        """Store ``entry`` under ``name``.
+
+        Raises:
+            DuplicateNameError: ``name`` is taken and ``replace`` is False.
+        """
+        self._ensure_loaded()
+        if not isinstance(name, str) or not name:
+            raise DuplicateNameError(f"{self.kind} names must be non-empty strings, got {name!r}")
+        with self._lock:
+            if name in self._entries and not replace:
+                raise DuplicateNameError(
+                    f"{self.kind} {name!r} is already registered; pass replace=True to override it"
+                )
+            self._entries[name] = entry
+        return entry
+
+    def remove(self, name: str) -> T:
+        """Remove and return the entry ``name``."""
+        self._ensure_loaded()
+        with self._lock:
+            if name not in self._entries:
+                raise self._unknown(name)
+            return self._entries.pop(name)
+
+    def get(self, name: str) -> T:
+        """Return the entry ``name``.
+
+        Raises:
+            UnknownNameError: no such entry; the message lists close matches.
+        """
+        self._ensure_loaded()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise self._unknown(name) from None
+
+    def _unknown(self, name: object) -> UnknownNameError:
+        known = sorted(self._entries)
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        listing = ", ".join(known) if len(known) <= 40 else f"{len(known)} names"
+        return self._error_type(f"unknown {self.kind} {name!r}{hint} (registered: {listing})")
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching the shell-style ``pattern`` (``*``, ``?``, ``[ab]``)."""
+        self._ensure_loaded()
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def items(self) -> list[tuple[str, T]]:
+        self._ensure_loaded()
+        return sorted(self._entries.items())
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        self._ensure_loaded()
+        return len(self._entries)
+
+    @contextlib.contextmanager
+    def temporary(self) -> Iterator[Registry[T]]:
+        """Undo every registration and removal made inside the ``with`` block (for tests)."""
+        self._ensure_loaded()
+        with self._lock:
+            saved = dict(self._entries)
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._entries = saved
