@@ -1,0 +1,333 @@
+"""ShiftwiseConv (SW): a large-kernel effect from shifted and summed small depthwise kernels.
+
+"ShiftwiseConv: Small Convolutional Kernel with Large Kernel Effect", CVPR 2025 (supplement in
+``papers/003``; arXiv v1 "Shift-ConvNets", 2401.12736). The operator follows OPERATORS.md
+section 4 (reconstructed from ``lidc54/shift-wiseConv``, ``backbones/SW_v2_unirep.py``): ghost
+split, a small depthwise conv with ``nk = ceil(K/k)`` filters per channel, E random tilings
+shifted and added into a horizontal strip, a vertical strip and a centre term, a BatchNorm per
+branch plus the identity, and the ghost channels passed through.
+
+Departures from the official code, all intended: the tables come from a per-layer generator
+(never the global RNG) and are buffers, so checkpoints restore them; BatchNorm2d instead of
+SyncBatchNorm; the output keeps the input channel order (the official op outputs
+[rep channels, ghost channels]); a pure-PyTorch gather shift-add replaces the CUDA scatter.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from convnas.errors import OperatorArgumentError
+from convnas.operators.operator_registry import register_operator
+from convnas.operators.padding import same_padding
+from convnas.operators.shiftwise_tables import (
+    draw_tables,
+    gather_slots,
+    rep_channel_count,
+    shift_add_columns,
+    shift_add_rows,
+    slot_offsets,
+    strip_span,
+    table_seed,
+    z_margin,
+)
+
+__all__ = ["ShiftwiseConv2d", "ShiftwiseSeparable"]
+
+_PAPER = "ShiftwiseConv: Small Convolutional Kernel with Large Kernel Effect, CVPR 2025"
+_SEARCH_SPACE = {
+    "big_kernel": (7, 13, 25, 31),
+    "small_kernel": (3, 5),
+    "edges": (1, 2, 4),
+    "ghost_ratio": (0, 0.23, 0.5),
+    "paths": (1, 2),
+}
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise OperatorArgumentError(f"{name} must be a positive int, but got {name}={value!r}")
+
+
+class ShiftwiseConv2d(nn.Module):
+    """The SW module: depthwise, channel preserving, stride 1.
+
+    Output channels keep the input order: ghost channels are copied, rep channels carry
+    ``BN_H(Y_H) + BN_V(Y_V) + BN_I(Y_I) + X_r``.
+
+    Args:
+        in_channels: channels C (also the output channels).
+        out_channels: must equal ``in_channels`` (or be None).
+        big_kernel: emulated strip length K.
+        small_kernel: odd size k of the real filters.
+        edges: number E of random tilings per direction.
+        ghost_ratio: fraction of channels bypassing the operator, in [0, 1).
+        paths: number M of weight copies summed before the shift (merged by :meth:`fold`).
+        stride: must be 1 (use :class:`ShiftwiseSeparable` for stride 2).
+        seed: layer seed; the tables are drawn from a generator seeded with it and the shape.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        big_kernel: int = 13,
+        small_kernel: int = 3,
+        edges: int = 4,
+        ghost_ratio: float = 0.23,
+        paths: int = 1,
+        stride: int = 1,
+        seed: int = 0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("big_kernel", big_kernel),
+            ("small_kernel", small_kernel),
+            ("edges", edges),
+            ("paths", paths),
+        ):
+            _positive_int(name, value)
+        if out_channels is not None and out_channels != in_channels:
+            raise OperatorArgumentError(
+                f"ShiftwiseConv2d is depthwise, so out_channels == in_channels must hold, but got "
+                f"in_channels={in_channels}, out_channels={out_channels}; use sw_sep to change them"
+            )
+        if small_kernel % 2 == 0:
+            raise OperatorArgumentError(f"small_kernel must be odd, but got {small_kernel}")
+        if big_kernel < small_kernel:
+            raise OperatorArgumentError(
+                f"big_kernel >= small_kernel must hold, but got big_kernel={big_kernel}, "
+                f"small_kernel={small_kernel}"
+            )
+        if not isinstance(ghost_ratio, (int, float)) or not 0.0 <= ghost_ratio < 1.0:
+            raise OperatorArgumentError(f"ghost_ratio must be in [0, 1), but got {ghost_ratio!r}")
+        if stride != 1:
+            raise OperatorArgumentError(
+                f"ShiftwiseConv2d supports stride 1 only, but got stride={stride!r}; "
+                "use sw_sep, which applies a 2x2 average pool first"
+            )
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise OperatorArgumentError(f"seed must be an int, but got {seed!r}")
+        self.in_channels = self.out_channels = in_channels
+        self.big_kernel, self.small_kernel = big_kernel, small_kernel
+        self.edges, self.ghost_ratio, self.paths, self.seed = edges, ghost_ratio, paths, seed
+        self.rep_channels = rep = rep_channel_count(in_channels, ghost_ratio)
+        self.num_filters = nk = math.ceil(big_kernel / small_kernel)
+        tables = draw_tables(
+            in_channels,
+            rep,
+            nk,
+            edges,
+            table_seed(seed, in_channels, rep, big_kernel, small_kernel, edges),
+        )
+        for name in ("rep", "ghost", "perm_h", "perm_v", "ident"):
+            self.register_buffer(f"{name}_index", getattr(tables, name).to(device))
+        kw = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(
+            torch.empty(paths, rep * nk, 1, small_kernel, small_kernel, **kw)
+        )
+        self.bn_h = nn.BatchNorm2d(rep, **kw)
+        self.bn_v = nn.BatchNorm2d(rep, **kw)
+        self.bn_i = nn.BatchNorm2d(rep, **kw)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Weights ~ trunc_normal(std 0.02) as the official code; BN gamma 1, beta 0."""
+        nn.init.trunc_normal_(self.weight, std=0.02)
+        for bn in (self.bn_h, self.bn_v, self.bn_i):
+            bn.reset_parameters()
+
+    def small_conv(self, x_rep: torch.Tensor) -> torch.Tensor:
+        """Z: the M paths' depthwise convs summed, padding ``k - 1``; ``(B, R*nk, H+2e, W+2e)``."""
+        return nn.functional.conv2d(
+            x_rep, self.weight.sum(0), padding=self.small_kernel - 1, groups=self.rep_channels
+        )
+
+    def branches(self, x_rep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(Y_H, Y_V, Y_I)`` of the rep channels ``x_rep`` before BatchNorm (section 4.4)."""
+        height, width = x_rep.shape[-2:]
+        z = self.small_conv(x_rep)
+        offsets = slot_offsets(self.big_kernel, self.small_kernel)
+        e = z_margin(self.small_kernel)
+        y_h = shift_add_columns(gather_slots(z, self.perm_h_index), offsets, e, height, width)
+        y_v = shift_add_rows(gather_slots(z, self.perm_v_index), offsets, e, height, width)
+        base = torch.arange(self.rep_channels, device=z.device) * self.num_filters
+        y_i = None
+        for g in range(self.edges):
+            picked = z.index_select(1, base + self.ident_index[g])
+            y_i = picked if y_i is None else y_i + picked
+        y_i = y_i[..., e : e + height, e : e + width]
+        return y_h, y_v, y_i
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_rep = x.index_select(1, self.rep_index)
+        y_h, y_v, y_i = self.branches(x_rep)
+        y = self.bn_h(y_h) + self.bn_v(y_v) + self.bn_i(y_i) + x_rep
+        return torch.index_copy(x, 1, self.rep_index, y)
+
+    def dense_kernels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The exact dense depthwise kernels ``(W_H, W_V, W_I)`` of the three branches.
+
+        Shapes ``(R, 1, k, L)``, ``(R, 1, L, k)`` and ``(R, 1, k, k)`` with ``L = nk * k``;
+        pad them with :meth:`dense_pads` and run ``conv2d(..., groups=R)`` to get the branches.
+        """
+        k, nk, rep = self.small_kernel, self.num_filters, self.rep_channels
+        w = self.weight.sum(0).view(rep, nk, k, k)
+        rows = torch.arange(rep, device=w.device).unsqueeze(1)
+        blocks_h = sum(w[rows, self.perm_h_index[g]] for g in range(self.edges))
+        blocks_v = sum(w[rows, self.perm_v_index[g]] for g in range(self.edges))
+        w_i = sum(w[rows[:, 0], self.ident_index[g]] for g in range(self.edges))
+        w_h = blocks_h.permute(0, 2, 1, 3).reshape(rep, 1, k, nk * k)
+        w_v = blocks_v.reshape(rep, 1, nk * k, k)
+        return w_h, w_v, w_i.unsqueeze(1)
+
+    def dense_pads(self) -> tuple[tuple[int, int, int, int], ...]:
+        """``F.pad`` tuples (left, right, top, bottom) for the H, V and I dense kernels."""
+        before, after = strip_span(self.big_kernel, self.small_kernel)
+        half = same_padding(self.small_kernel)[0]
+        return (before, after, half, half), (half, half, before, after), (half,) * 4
+
+    def fold(self) -> ShiftwiseConv2d:
+        """The same operator with its M paths merged into one (summed weights); BN kept."""
+        folded = copy.deepcopy(self)
+        folded.paths = 1
+        folded.weight = nn.Parameter(self.weight.detach().sum(0, keepdim=True).clone())
+        return folded
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, big_kernel={self.big_kernel}, small_kernel={self.small_kernel}, "
+            f"edges={self.edges}, ghost_ratio={self.ghost_ratio}, paths={self.paths}, "
+            f"seed={self.seed}, rep_channels={self.rep_channels}"
+        )
+
+
+class ShiftwiseSeparable(nn.Module):
+    """SW followed by a 1x1 pointwise conv; stride 2 applies a 2x2 average pool first.
+
+    The pool uses ``ceil_mode`` so odd sizes give ``ceil(H/2)`` (edge windows average the
+    pixels they cover).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        *,
+        device: Any = None,
+        dtype: Any = None,
+        **sw_args: Any,
+    ) -> None:
+        super().__init__()
+        _positive_int("out_channels", out_channels)
+        if stride not in (1, 2):
+            raise OperatorArgumentError(f"stride must be 1 or 2, but got stride={stride!r}")
+        self.stride = stride
+        self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
+        self.shiftwise = ShiftwiseConv2d(in_channels, device=device, dtype=dtype, **sw_args)
+        self.pointwise = nn.Conv2d(
+            in_channels, out_channels, 1, bias=False, device=device, dtype=dtype
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.shiftwise(self.pool(x)))
+
+    def fold(self) -> ShiftwiseSeparable:
+        """A copy with the SW paths merged."""
+        folded = copy.deepcopy(self)
+        folded.shiftwise = self.shiftwise.fold()
+        return folded
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+
+@register_operator(
+    "sw",
+    family="shiftwise",
+    kind="conv",
+    paper=_PAPER,
+    strides=(1,),
+    channel_change=False,
+    foldable=True,
+    search_space=_SEARCH_SPACE,
+)
+def _sw(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    context=None,
+    device=None,
+    dtype=None,
+    big_kernel: int = 13,
+    small_kernel: int = 3,
+    edges: int = 4,
+    ghost_ratio: float = 0.23,
+    paths: int = 1,
+    seed: int = 0,
+) -> nn.Module:
+    """ShiftwiseConv: depthwise large-kernel effect from shifted small kernels (stride 1)."""
+    return ShiftwiseConv2d(
+        in_channels,
+        out_channels,
+        big_kernel,
+        small_kernel,
+        edges,
+        ghost_ratio,
+        paths,
+        stride,
+        seed,
+        device=device,
+        dtype=dtype,
+    )
+
+
+@register_operator(
+    "sw_sep",
+    family="shiftwise",
+    kind="conv",
+    paper=_PAPER,
+    strides=(1, 2),
+    channel_change=True,
+    foldable=True,
+    search_space=_SEARCH_SPACE,
+)
+def _sw_sep(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    context=None,
+    device=None,
+    dtype=None,
+    big_kernel: int = 13,
+    small_kernel: int = 3,
+    edges: int = 4,
+    ghost_ratio: float = 0.23,
+    paths: int = 1,
+    seed: int = 0,
+) -> nn.Module:
+    """ShiftwiseConv then a 1x1 pointwise conv; stride 2 via a 2x2 average pool first."""
+    return ShiftwiseSeparable(
+        in_channels,
+        out_channels,
+        stride,
+        device=device,
+        dtype=dtype,
+        big_kernel=big_kernel,
+        small_kernel=small_kernel,
+        edges=edges,
+        ghost_ratio=ghost_ratio,
+        paths=paths,
+        seed=seed,
+    )
