@@ -12,8 +12,10 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ConvNASError",
+    "DatasetError",
     "DuplicateNameError",
     "OperatorArgumentError",
+    "TrainingDivergedError",
     "OptionalDependencyError",
     "UnknownNameError",
     "UnknownOperatorError",
@@ -70,3 +72,11 @@ class OptionalDependencyError(ConvNASError, ImportError):
 
 class OperatorArgumentError(ConvNASError, ValueError):
     """An operator was asked for with arguments it does not support."""
+
+
+class DatasetError(ConvNASError, OSError):
+    """Dataset files are missing, incomplete, corrupt, unsafe to load, or failed to download."""
+
+
+class TrainingDivergedError(ConvNASError, FloatingPointError):
+    """A loss became NaN or infinite."""
