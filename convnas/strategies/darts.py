@@ -1,0 +1,419 @@
+"""The DARTS strategy: bilevel gradient search over supernet logits.
+
+Liu, Simonyan and Yang, "DARTS: Differentiable Architecture Search", ICLR 2019. Weights train on
+the training split with SGD (cosine schedule), architecture logits on the validation split with
+Adam. First order uses the gradient at the current weights; second order differentiates through
+one unrolled weight step, with the Hessian-vector product estimated by finite differences
+(DARTS eq. 8). An optional penalty adds ``lambda * E_softmax(alpha)[cost] / reference`` for one
+of the cost-model metrics. After every epoch everything is checkpointed atomically; ``resume``
+continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from convnas.errors import CheckpointError, ConfigError
+from convnas.io import load_checkpoint, save_checkpoint, write_json
+from convnas.search_space.space import SearchSpace
+from convnas.search_space.supernet import Supernet
+from convnas.strategies.base import ArchitectureResult, SearchResult, SearchStrategy, config_hash
+from convnas.train import check_finite, evaluate, progress, resolve_device
+
+__all__ = ["DartsSettings", "DartsStrategy", "unrolled_arch_gradient"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "darts_checkpoint.pt"
+PENALTY_METRICS = ("params", "deploy_params", "macs", "train_memory")
+
+
+@dataclass(frozen=True)
+class DartsSettings:
+    """Settings of the DARTS strategy (defaults of the DARTS paper, CIFAR-10 search)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    order: int = 1
+    mode: str = "weighted"
+    tau: float = 1.0
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    a_lr: float = 3e-4
+    a_beta1: float = 0.5
+    a_beta2: float = 0.999
+    a_weight_decay: float = 1e-3
+    warmup_epochs: int = 0
+    steps_per_epoch: int | None = None
+    penalty_metric: str | None = None
+    penalty_lambda: float = 0.0
+    fd_scale: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("epochs", self.epochs >= 1, "an int >= 1"),
+            ("batch_size", self.batch_size >= 1, "an int >= 1"),
+            ("order", self.order in (1, 2), "1 or 2"),
+            ("mode", self.mode in ("weighted", "gumbel"), "'weighted' or 'gumbel'"),
+            ("tau", self.tau > 0, "> 0"),
+            ("w_lr", self.w_lr > 0, "> 0"),
+            ("a_lr", self.a_lr > 0, "> 0"),
+            ("warmup_epochs", 0 <= self.warmup_epochs, ">= 0"),
+            (
+                "steps_per_epoch",
+                self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+                "None or >= 1",
+            ),
+            (
+                "penalty_metric",
+                self.penalty_metric in (None, *PENALTY_METRICS),
+                f"None or one of {PENALTY_METRICS}",
+            ),
+            ("penalty_lambda", self.penalty_lambda >= 0, ">= 0"),
+            ("grad_clip", self.grad_clip > 0, "> 0"),
+            ("fd_scale", self.fd_scale > 0, "> 0"),
+        ]
+        for key, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"must be {rule}, but got {getattr(self, key)!r}", key=key)
+        if self.mode == "gumbel" and self.order == 2:
+            raise ConfigError("second order needs mode 'weighted'", key="order")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change results (progress bars and device do not)."""
+        skip = {"progress", "device", "epochs"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def _cross_entropy(model: Any, params: dict[str, torch.Tensor], x, y) -> torch.Tensor:
+    return F.cross_entropy(functional_call(model, params, (x,)), y)
+
+
+def unrolled_arch_gradient(
+    supernet: Supernet,
+    train_batch: tuple[torch.Tensor, torch.Tensor],
+    val_batch: tuple[torch.Tensor, torch.Tensor],
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    momentum_buffers: dict[str, torch.Tensor] | None = None,
+    extra_loss: Any = None,
+    fd_scale: float = 0.01,
+) -> list[torch.Tensor]:
+    """Second-order DARTS gradient of the validation loss w.r.t. the logits.
+
+    ``grad = dL_val(w', a)/da - lr * [dL_train(w+, a)/da - dL_train(w-, a)/da] / (2 eps)``
+    with ``w' = w - lr * (momentum * buf + dL_train/dw + wd * w)``,
+    ``w+- = w +- eps * dL_val(w', a)/dw'`` and ``eps = fd_scale / ||dL_val/dw'||`` (DARTS uses
+    ``fd_scale = 0.01``; tiny networks with small batches can need less for an accurate
+    difference).
+    """
+    alphas = {n: p for n, p in supernet.named_arch_parameters()}
+    weights = {n: p for n, p in supernet.named_parameters() if n not in alphas and p.requires_grad}
+    xt, yt = train_batch
+    xv, yv = val_batch
+    loss_t = _cross_entropy(supernet, {**weights, **alphas}, xt, yt)
+    grads = torch.autograd.grad(loss_t, list(weights.values()), allow_unused=True)
+    unrolled = {}
+    for (n, w), g in zip(weights.items(), grads, strict=True):
+        step = (g if g is not None else torch.zeros_like(w)) + weight_decay * w
+        if momentum_buffers and n in momentum_buffers:
+            step = step + momentum * momentum_buffers[n]
+        unrolled[n] = (w - lr * step).detach().requires_grad_(True)
+    loss_v = _cross_entropy(supernet, {**unrolled, **alphas}, xv, yv)
+    if extra_loss is not None:
+        loss_v = loss_v + extra_loss()
+    got = torch.autograd.grad(loss_v, [*alphas.values(), *unrolled.values()], allow_unused=True)
+    d_alpha = [
+        g if g is not None else torch.zeros_like(a)
+        for g, a in zip(got[: len(alphas)], alphas.values(), strict=True)
+    ]
+    d_w = [
+        g if g is not None else torch.zeros_like(w)
+        for g, w in zip(got[len(alphas) :], unrolled.values(), strict=True)
+    ]
+    norm = torch.cat([g.reshape(-1) for g in d_w]).norm()
+    eps = fd_scale / float(norm) if float(norm) > 0 else 0.0
+    if eps == 0.0:
+        return d_alpha
+
+    def grad_at(sign: float) -> list[torch.Tensor]:
+        shifted = {
+            n: (w + sign * eps * g).detach() for (n, w), g in zip(weights.items(), d_w, strict=True)
+        }
+        loss = _cross_entropy(supernet, {**shifted, **alphas}, xt, yt)
+        out = torch.autograd.grad(loss, list(alphas.values()), allow_unused=True)
+        return [
+            g if g is not None else torch.zeros_like(a)
+            for g, a in zip(out, alphas.values(), strict=True)
+        ]
+
+    g_plus, g_minus = grad_at(+1.0), grad_at(-1.0)
+    return [
+        da - lr * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, g_plus, g_minus, strict=True)
+    ]
+
+
+class DartsStrategy(SearchStrategy):
+    """DARTS (bilevel, first or second order) over any registered search space."""
+
+    name = "darts"
+
+    def __init__(self, **settings: Any) -> None:
+        try:
+            self.settings = DartsSettings(**settings)
+        except TypeError as exc:
+            raise ConfigError(f"unknown DARTS setting: {exc}") from None
+
+    def search(
+        self, space: SearchSpace, data: Any, run_dir: str | pathlib.Path, *, resume: bool = False
+    ) -> SearchResult:
+        from convnas.data import make_loader
+
+        s = self.settings
+        run_dir = pathlib.Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        device = resolve_device(s.device)
+        torch.manual_seed(s.seed)
+        random.seed(s.seed)
+        supernet = space.build_supernet("weighted").to(device)
+        supernet.set_mode(s.mode, tau=s.tau)
+        w_opt = torch.optim.SGD(
+            supernet.weight_parameters(),
+            lr=s.w_lr,
+            momentum=s.w_momentum,
+            weight_decay=s.w_weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, s.epochs, eta_min=s.w_lr_min)
+        a_opt = torch.optim.Adam(
+            supernet.arch_parameters(),
+            lr=s.a_lr,
+            betas=(s.a_beta1, s.a_beta2),
+            weight_decay=s.a_weight_decay,
+        )
+        penalty = self._penalty(space, supernet, device)
+        fingerprint = config_hash(
+            space.name,
+            space.settings(),
+            [d.candidates and [c.to_dict() for c in d.candidates] for d in space.decisions()],
+            s.fingerprint(),
+        )
+        ckpt_path = run_dir / CHECKPOINT
+        start_epoch, history = 0, []
+        if ckpt_path.exists():
+            if not resume:
+                raise ConfigError(
+                    f"{run_dir} already holds a DARTS checkpoint; pass resume=True (--resume) "
+                    f"to continue it or choose another run directory",
+                    key="output.run_dir",
+                )
+            state = load_checkpoint(ckpt_path, map_location=device)
+            if state.get("config_hash") != fingerprint:
+                raise CheckpointError(
+                    f"{ckpt_path} was written by another configuration (hash "
+                    f"{state.get('config_hash')!r}, this run {fingerprint!r}); refusing to resume"
+                )
+            supernet.load_state_dict(state["supernet"])
+            w_opt.load_state_dict(state["w_opt"])
+            a_opt.load_state_dict(state["a_opt"])
+            sched.load_state_dict(state["sched"])
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(_to_tuple(state["python_rng"]))
+            start_epoch, history = int(state["epoch"]), list(state["history"])
+            logger.info("resumed DARTS from epoch %d of %d", start_epoch, s.epochs)
+        weight_names = {id(p): n for n, p in supernet.named_parameters()}
+        for epoch in range(start_epoch, s.epochs):
+            train_loader = make_loader(
+                data.train,
+                s.batch_size,
+                shuffle=True,
+                seed=s.seed * 100_003 + 2 * epoch,
+                drop_last=True,
+            )
+            val_loader = make_loader(
+                data.val,
+                s.batch_size,
+                shuffle=True,
+                seed=s.seed * 100_003 + 2 * epoch + 1,
+                drop_last=True,
+            )
+            if len(train_loader) == 0 or len(val_loader) == 0:
+                raise ConfigError(
+                    f"batch_size {s.batch_size} exceeds the training or validation split "
+                    f"({len(data.train)} / {len(data.val)} samples)",
+                    key="strategy.batch_size",
+                )
+            steps = (
+                len(train_loader)
+                if s.steps_per_epoch is None
+                else min(len(train_loader), s.steps_per_epoch)
+            )
+            val_iter = _cycle(val_loader)
+            supernet.train()
+            seen, correct, loss_sum = 0, 0, 0.0
+            bar = progress(
+                train_loader,
+                enabled=s.progress,
+                total=steps,
+                desc=f"darts epoch {epoch + 1}/{s.epochs}",
+            )
+            for step, (x, y) in enumerate(bar):
+                if step >= steps:
+                    break
+                x, y = x.to(device), y.to(device)
+                xv, yv = (t.to(device) for t in next(val_iter))
+                if epoch >= s.warmup_epochs:
+                    self._arch_step(supernet, a_opt, w_opt, (x, y), (xv, yv), penalty, weight_names)
+                logits = supernet(x)
+                loss = F.cross_entropy(logits, y)
+                check_finite(loss, f"DARTS weight step (epoch {epoch + 1}, step {step + 1})")
+                w_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(), s.grad_clip)
+                w_opt.step()
+                seen += int(y.numel())
+                correct += int((logits.argmax(1) == y).sum())
+                loss_sum += float(loss.detach()) * int(y.numel())
+                if s.progress and hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            sched.step()
+            val_loss, val_acc = evaluate(supernet, val_loader, device, max_batches=steps)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_accuracy": correct / max(seen, 1),
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "probabilities": supernet.probabilities(),
+            }
+            history.append(record)
+            logger.info(
+                "darts epoch %d/%d: train loss %.4f acc %.3f, val acc %.3f",
+                epoch + 1,
+                s.epochs,
+                record["train_loss"],
+                record["train_accuracy"],
+                val_acc,
+            )
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "supernet": supernet.state_dict(),
+                    "w_opt": w_opt.state_dict(),
+                    "a_opt": a_opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "python_rng": random.getstate(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "config_hash": fingerprint,
+                },
+            )
+            write_json(run_dir / "alphas.json", history)
+        return self._finish(space, supernet, history, run_dir, data)
+
+    def _penalty(self, space: SearchSpace, supernet: Supernet, device: torch.device):
+        s = self.settings
+        if s.penalty_metric is None or s.penalty_lambda == 0:
+            return None
+        from convnas.strategies.penalty import ExpectedCostPenalty
+
+        return ExpectedCostPenalty(
+            space, supernet, s.penalty_metric, s.penalty_lambda, device=device
+        )
+
+    def _arch_step(self, supernet, a_opt, w_opt, train_batch, val_batch, penalty, names) -> None:
+        s = self.settings
+        a_opt.zero_grad(set_to_none=True)
+        alphas = supernet.arch_parameters()
+        if s.order == 1:
+            xv, yv = val_batch
+            loss = F.cross_entropy(supernet(xv), yv)
+            if penalty is not None:
+                loss = loss + penalty()
+            check_finite(loss, "DARTS architecture step")
+            grads = torch.autograd.grad(loss, alphas, allow_unused=True)
+        else:
+            buffers = {
+                names[id(p)]: st["momentum_buffer"]
+                for p, st in w_opt.state.items()
+                if "momentum_buffer" in st and st["momentum_buffer"] is not None
+            }
+            grads = unrolled_arch_gradient(
+                supernet,
+                train_batch,
+                val_batch,
+                lr=w_opt.param_groups[0]["lr"],
+                momentum=s.w_momentum,
+                weight_decay=s.w_weight_decay,
+                momentum_buffers=buffers,
+                extra_loss=penalty,
+            )
+        for a, g in zip(alphas, grads, strict=True):
+            a.grad = torch.zeros_like(a) if g is None else g.detach()
+        a_opt.step()
+
+    def _finish(self, space, supernet, history, run_dir, data) -> SearchResult:
+        arch = supernet.derive()
+        metrics: dict[str, float] = {}
+        if history:
+            metrics["supernet_val_accuracy"] = float(history[-1]["val_accuracy"])
+        metrics.update(_measure_costs(arch, space, self.settings.batch_size))
+        arch = arch.with_metadata(
+            strategy=self.name,
+            metrics=metrics,
+            dataset=getattr(data, "name", None),
+            settings=self.settings.fingerprint(),
+        )
+        arch.save(run_dir / "architectures" / "darts_final.yaml")
+        result = ArchitectureResult(arch, metrics)
+        return SearchResult(
+            self.name,
+            [result],
+            [result],
+            run_dir,
+            {"epochs": len(history), "history_file": "alphas.json"},
+        )
+
+
+def _measure_costs(arch, space, batch_size: int) -> dict[str, float]:
+    from convnas.search_space.architecture import build_model
+
+    try:
+        from convnas import measure
+    except ImportError:  # cost model not available
+        return {}
+    costs = measure(build_model(arch), space.input_shape, batch_size=batch_size)
+    return {
+        "params": float(costs.params),
+        "deploy_params": float(costs.deploy_params),
+        "macs": float(costs.macs),
+        "train_memory": float(costs.train_memory_bytes),
+    }
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
+
+
+def _to_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuple(v) for v in value)
+    return value

@@ -1,0 +1,50 @@
+"""A differentiable resource penalty for gradient-based search.
+
+``penalty = lambda * sum_d softmax(alpha_d) . cost_d / reference`` where ``cost_d`` holds the
+cost-model metric of each candidate at decision d (summed over the decision's sites) and the
+reference is the cost of the most expensive choice (the maximum at every decision), so the
+penalty lies in [0, lambda].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from convnas.errors import ConfigError
+from convnas.search_space.cost_table import CostTable
+from convnas.search_space.space import SearchSpace
+from convnas.search_space.supernet import Supernet
+
+__all__ = ["ExpectedCostPenalty"]
+
+
+class ExpectedCostPenalty:
+    """Callable returning the penalty for the supernet's current logits.
+
+    Args:
+        space: the search space (its decisions carry candidates and sites).
+        supernet: the supernet whose logits are penalised.
+        metric: "params", "deploy_params", "macs" or "train_memory".
+        lam: the weight lambda.
+        batch_size: batch size for the training-memory metric.
+    """
+
+    def __init__(
+        self, space: SearchSpace, supernet: Supernet, metric: str, lam: float, *,
+        device: torch.device | None = None, batch_size: int = 1,
+    ) -> None:
+        decisions = [d for d in space.decisions() if d.sites]
+        self.table = CostTable(decisions, batch_size=batch_size)
+        self.metric, self.lam, self.supernet = metric, float(lam), supernet
+        self.reference = float(sum(max(row) for row in self.table.values(metric)))
+        if self.reference <= 0:
+            raise ConfigError(f"every candidate has zero {metric}; the penalty is undefined",
+                              key="strategy.penalty_metric")
+        self.device = device
+
+    def __call__(self) -> torch.Tensor:
+        alphas = self.supernet.arch.alphas
+        probs = {name: F.softmax(alphas[name], dim=-1) for name in self.table.names}
+        expected = self.table.expected(probs, self.metric)
+        return self.lam * expected / self.reference
