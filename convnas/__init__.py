@@ -24,6 +24,8 @@ from convnas.operators import (
     operator_info,
     register_operator,
 )
+from convnas.operators.osep_plan import OSepPlan, osep_plan
+from convnas.search_space.cost_model import Costs, measure
 
 __version__ = "0.1.0"
 
@@ -33,15 +35,19 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ConvNASError",
+    "Costs",
     "OperatorArgumentError",
+    "OSepPlan",
     "OperatorInfo",
     "UnknownOperatorError",
     "__version__",
     "create_operator",
     "fold",
     "list_operators",
+    "measure",
     "models",
     "operator_info",
+    "osep_plan",
     "register_operator",
 ]
 

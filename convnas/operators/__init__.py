@@ -6,8 +6,15 @@ entry-point group ``convnas.operators`` on first lookup.
 
 from __future__ import annotations
 
-# Built-in operator modules register themselves on import; keep one line per family.
-from convnas.operators import darts_ops  # noqa: F401
+# Built-in operator modules register themselves on import.
+from convnas.operators import (  # noqa: F401
+    csg,
+    darts_ops,
+    do_conv,
+    even_kernels,
+    osep,
+    shiftwise,
+)
 from convnas.operators.context import BuildContext, SharedModules, attach_shared
 from convnas.operators.operator_registry import (
     OPERATORS,
