@@ -152,7 +152,7 @@ def train_model(
             sched.step()
             step += 1
             seen += int(y.numel())
-            loss_sum += float(loss) * int(y.numel())
+            loss_sum += float(loss.detach()) * int(y.numel())
         val_loss, val_acc = evaluate(model, val_loader, dev)
         history.append(
             {

@@ -1,0 +1,206 @@
+"""How a sampled architecture is scored: short training, or inherited supernet weights.
+
+- :class:`TrainEvaluator` trains the candidate from scratch for a few epochs (or steps) and
+  returns its validation accuracy; it reports every epoch so single-objective studies can prune.
+- :class:`SupernetEvaluator` (one-shot) trains a single-path supernet once with uniform path
+  sampling, saves it, and scores each architecture with the inherited weights after
+  re-estimating BatchNorm statistics on a few training batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convnas.errors import CheckpointError, ConfigError
+from convnas.io import load_checkpoint, save_checkpoint
+from convnas.search_space.architecture import Architecture, build_model
+from convnas.search_space.space import SearchSpace
+from convnas.strategies.base import config_hash
+from convnas.train import check_finite, evaluate, progress, train_model
+
+__all__ = [
+    "EVALUATORS",
+    "SupernetEvaluator",
+    "TrainEvaluator",
+    "make_evaluator",
+    "recalibrate_batchnorm",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainEvaluator:
+    """Train each candidate briefly; score = validation accuracy (0..1)."""
+
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 0.05
+    max_steps: int | None = None
+    weight_decay: float = 5e-4
+
+    name = "train"
+    deterministic = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"must be >= 1, but got {self.epochs}", key="evaluator.epochs")
+        if self.batch_size < 1:
+            raise ConfigError(f"must be >= 1, got {self.batch_size}", key="evaluator.batch_size")
+
+    def prepare(self, space: SearchSpace, data: Any, run_dir: pathlib.Path, *, seed: int,
+                device: torch.device, show_progress: bool) -> None:
+        self._data, self._seed, self._device = data, seed, device
+
+    def score(self, arch: Architecture, trial: Any = None) -> float:
+        torch.manual_seed(self._seed)
+        model = build_model(arch)
+
+        def on_epoch(epoch: int, accuracy: float) -> None:
+            if trial is None:
+                return
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                import optuna
+
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: accuracy {accuracy}")
+
+        result = train_model(
+            model, self._data, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            max_steps=self.max_steps, weight_decay=self.weight_decay, seed=self._seed,
+            device=self._device, on_epoch=on_epoch if trial is not None and
+            getattr(trial, "_convnas_prunable", False) else None,
+        )
+        return float(result.val_accuracy)
+
+
+def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Re-estimate every BatchNorm's running statistics as the plain average over ``batches``."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    for m, momentum in saved:
+        m.momentum = momentum
+    model.train(was_training)
+
+
+@dataclass
+class SupernetEvaluator:
+    """One-shot scoring with a uniformly trained single-path supernet."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.05
+    steps_per_epoch: int | None = None
+    bn_batches: int = 4
+    eval_batches: int | None = None
+    weight_decay: float = 5e-4
+
+    name = "supernet"
+    deterministic = True  # the score of a path depends only on the trained supernet
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"must be >= 0, but got {self.epochs}", key="evaluator.epochs")
+        if self.bn_batches < 1:
+            raise ConfigError(f"must be >= 1, got {self.bn_batches}", key="evaluator.bn_batches")
+
+    def prepare(self, space: SearchSpace, data: Any, run_dir: pathlib.Path, *, seed: int,
+                device: torch.device, show_progress: bool) -> None:
+        from convnas.data import make_loader
+
+        self._data, self._device = data, device
+        torch.manual_seed(seed)
+        supernet = space.build_supernet("single_path").to(device)
+        path = run_dir / "supernet.pt"
+        fingerprint = config_hash(space.name, space.settings(),
+                                  [[c.to_dict() for c in d.candidates] for d in space.decisions()],
+                                  asdict(self), seed)
+        opt = torch.optim.SGD(supernet.weight_parameters(), lr=self.lr, momentum=0.9,
+                              weight_decay=self.weight_decay, nesterov=True)
+        start = 0
+        generator = torch.Generator().manual_seed(seed)
+        if path.exists():
+            state = load_checkpoint(path, map_location=device)
+            if state.get("config_hash") != fingerprint:
+                raise CheckpointError(
+                    f"{path} holds a supernet trained with another configuration; remove it or "
+                    f"use another run directory"
+                )
+            supernet.load_state_dict(state["supernet"])
+            opt.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+            start = int(state["epoch"])
+            logger.info("loaded the supernet trained for %d of %d epochs", start, self.epochs)
+        for epoch in range(start, self.epochs):
+            loader = make_loader(data.train, self.batch_size, shuffle=True,
+                                 seed=seed * 7919 + epoch, drop_last=True)
+            steps = len(loader) if self.steps_per_epoch is None else min(
+                len(loader), self.steps_per_epoch)
+            supernet.train()
+            bar = progress(loader, enabled=show_progress, total=steps,
+                           desc=f"supernet epoch {epoch + 1}/{self.epochs}")
+            for step, (x, y) in enumerate(bar):
+                if step >= steps:
+                    break
+                supernet.sample_path(generator)
+                x, y = x.to(device), y.to(device)
+                loss = F.cross_entropy(supernet(x), y)
+                check_finite(loss, f"supernet training (epoch {epoch + 1}, step {step + 1})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(), 5.0)
+                opt.step()
+            save_checkpoint(path, {"supernet": supernet.state_dict(),
+                                   "optimizer": opt.state_dict(),
+                                   "generator": generator.get_state(), "epoch": epoch + 1,
+                                   "config_hash": fingerprint})
+        self._supernet = supernet
+        self._calibration = [
+            x.to(device) for i, (x, _) in enumerate(
+                make_loader(data.train, self.batch_size, shuffle=True, seed=seed + 1))
+            if i < self.bn_batches
+        ]
+        self._val_loader = make_loader(data.val, max(self.batch_size, 128), shuffle=False,
+                                       seed=seed)
+
+    @property
+    def supernet(self):
+        return self._supernet
+
+    def score(self, arch: Architecture, trial: Any = None) -> float:
+        supernet = self._supernet
+        supernet.set_mode("fixed")
+        supernet.set_path(arch)
+        recalibrate_batchnorm(supernet, self._calibration)
+        return float(evaluate(supernet, self._val_loader, self._device,
+                              max_batches=self.eval_batches)[1])
+
+
+EVALUATORS = {"train": TrainEvaluator, "supernet": SupernetEvaluator}
+
+
+def make_evaluator(name: str, settings: dict[str, Any]) -> TrainEvaluator | SupernetEvaluator:
+    if name not in EVALUATORS:
+        raise ConfigError(f"must be one of {sorted(EVALUATORS)}, but got {name!r}",
+                          key="evaluator.kind")
+    try:
+        return EVALUATORS[name](**settings)
+    except TypeError as exc:
+        raise ConfigError(f"{exc}", key="evaluator") from None
+
+
