@@ -47,7 +47,8 @@ def progress(iterable: Iterable[Any], *, enabled: bool, **kwargs: Any) -> Any:
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, dynamic_ncols=True, leave=False, **kwargs)
+    # disable=None: bars only on a terminal, so logs and CI output stay readable
+    return tqdm(iterable, dynamic_ncols=True, leave=False, disable=None, **kwargs)
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:

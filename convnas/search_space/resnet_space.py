@@ -45,7 +45,8 @@ class ResNetSpace(SearchSpace):
         shortcut: "A" or "B".
         num_classes: classifier size.
         input_shape: ``(channels, height, width)`` of the input images.
-        granularity: "layer" (one decision per conv) or "block" (one per basic block).
+        granularity: "layer" (one decision per conv), "block" (one per basic block) or
+            "network" (one operator for the whole network, as in the papers' comparisons).
     """
 
     name = "resnet"
@@ -62,9 +63,10 @@ class ResNetSpace(SearchSpace):
         input_shape: Sequence[int] = (3, 32, 32),
         granularity: str = "layer",
     ) -> None:
-        if granularity not in ("layer", "block"):
+        if granularity not in ("layer", "block", "network"):
             raise ConfigError(
-                f"must be 'layer' or 'block', but got {granularity!r}", key="granularity"
+                f"must be 'layer', 'block' or 'network', but got {granularity!r}",
+                key="granularity",
             )
         if shortcut not in ("A", "B"):
             raise ConfigError(f"must be 'A' or 'B', but got {shortcut!r}", key="shortcut")
@@ -107,6 +109,8 @@ class ResNetSpace(SearchSpace):
         return sites
 
     def decision_of_position(self, position: int) -> str:
+        if self.granularity == "network":
+            return "all"
         return f"block{position // 2}" if self.granularity == "block" else f"conv{position}"
 
     def decisions(self) -> list[Decision]:

@@ -43,7 +43,7 @@ OBJECTIVES = {
     "macs": "minimize",
     "train_memory": "minimize",
 }
-SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
+SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "bruteforce")
 CONSTRAINTS = {"max_params": "params", "max_macs": "macs", "max_train_memory": "train_memory"}
 
 
@@ -98,37 +98,39 @@ class OptunaSettings:
         objectives = tuple(self.objectives)
         object.__setattr__(self, "objectives", objectives)
         if not objectives or len(set(objectives)) != len(objectives):
-            raise ConfigError(f"must be a non-empty list without repeats, got {objectives}",
-                              key="objectives")
+            raise ConfigError(
+                f"must be a non-empty list without repeats, got {objectives}", key="objectives"
+            )
         for name in objectives:
             if name not in OBJECTIVES:
-                raise ConfigError(f"unknown objective {name!r}; choose from {list(OBJECTIVES)}",
-                                  key="objectives")
+                raise ConfigError(
+                    f"unknown objective {name!r}; choose from {list(OBJECTIVES)}", key="objectives"
+                )
         if self.n_trials < 1:
             raise ConfigError(f"must be >= 1, but got {self.n_trials}", key="n_trials")
         if self.sampler not in SAMPLERS:
-            raise ConfigError(f"must be one of {SAMPLERS}, but got {self.sampler!r}",
-                              key="sampler")
+            raise ConfigError(f"must be one of {SAMPLERS}, but got {self.sampler!r}", key="sampler")
         if self.pruner not in ("none", "median"):
-            raise ConfigError(f"must be 'none' or 'median', but got {self.pruner!r}",
-                              key="pruner")
+            raise ConfigError(f"must be 'none' or 'median', but got {self.pruner!r}", key="pruner")
         if self.pruner == "median" and len(objectives) > 1:
             raise ConfigError(
                 "Optuna cannot prune multi-objective studies (Trial.should_prune is not "
-                "supported there); use a single objective or pruner: none", key="pruner")
+                "supported there); use a single objective or pruner: none",
+                key="pruner",
+            )
         if self.pruner == "median" and self.evaluator != "train":
             raise ConfigError("pruning needs the 'train' evaluator", key="pruner")
         if self.evaluator == "supernet" and self.sample_hparams:
             raise ConfigError(
                 "the supernet evaluator holds one set of weights per candidate, so it cannot "
                 "score sampled hyper-parameters; list them as separate candidates instead",
-                key="sample_hparams")
+                key="sample_hparams",
+            )
         for key in CONSTRAINTS:
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ConfigError(f"must be > 0 or null, but got {value}", key=key)
-        for key in ("population_size", "memory_batch_size", "heartbeat_interval",
-                    "grace_period"):
+        for key in ("population_size", "memory_batch_size", "heartbeat_interval", "grace_period"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"must be >= 1, but got {getattr(self, key)}", key=key)
 
@@ -139,8 +141,17 @@ class OptunaSettings:
         return self.sample_hparams
 
     def fingerprint(self) -> dict[str, Any]:
-        keep = ("objectives", "max_params", "max_macs", "max_train_memory", "evaluator",
-                "evaluator_settings", "sample_hparams", "memory_batch_size", "seed")
+        keep = (
+            "objectives",
+            "max_params",
+            "max_macs",
+            "max_train_memory",
+            "evaluator",
+            "evaluator_settings",
+            "sample_hparams",
+            "memory_batch_size",
+            "seed",
+        )
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -150,19 +161,24 @@ def make_storage(url: str, settings: OptunaSettings) -> Any:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        path = pathlib.Path(url[len("journal:"):]).expanduser()
+        path = pathlib.Path(url[len("journal:") :]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
         raise ConfigError(
             f"expected an Optuna storage URL (sqlite:///PATH, postgresql://..., mysql://...) or "
-            f"journal:PATH, but got {url!r}", key="strategy.storage")
+            f"journal:PATH, but got {url!r}",
+            key="strategy.storage",
+        )
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=settings.heartbeat_interval,
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=settings.heartbeat_interval,
         grace_period=settings.grace_period,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            settings.max_retry),
+            settings.max_retry
+        ),
     )
 
 
@@ -174,12 +190,13 @@ def make_sampler(settings: OptunaSettings) -> Any:
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=settings.population_size, seed=seed)
     if name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(population_size=settings.population_size,
-                                              seed=seed)
+        return optuna.samplers.NSGAIIISampler(population_size=settings.population_size, seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
+    if name == "bruteforce":
+        return optuna.samplers.BruteForceSampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -193,8 +210,9 @@ class OptunaStrategy(SearchStrategy):
             self.settings = OptunaSettings(**settings)
         except TypeError as exc:
             raise ConfigError(f"unknown {self.name} setting: {exc}") from None
-        self._evaluator = make_evaluator(self.settings.evaluator,
-                                         dict(self.settings.evaluator_settings))
+        self._evaluator = make_evaluator(
+            self.settings.evaluator, dict(self.settings.evaluator_settings)
+        )
 
     def open_study(self, space: SearchSpace, run_dir: pathlib.Path) -> Any:
         """Create or join the study of this run (the same call from every worker)."""
@@ -207,13 +225,18 @@ class OptunaStrategy(SearchStrategy):
         with _file_lock(run_dir / ".study.lock"):
             storage = make_storage(url, s)
             study = optuna.create_study(
-                storage=storage, sampler=make_sampler(s), pruner=pruner,
-                study_name=s.study_name, directions=[OBJECTIVES[o] for o in s.objectives],
+                storage=storage,
+                sampler=make_sampler(s),
+                pruner=pruner,
+                study_name=s.study_name,
+                directions=[OBJECTIVES[o] for o in s.objectives],
                 load_if_exists=True,
             )
             fingerprint = config_hash(
-                space.name, space.settings(),
-                [[c.to_dict() for c in d.candidates] for d in space.decisions()], s.fingerprint(),
+                space.name,
+                space.settings(),
+                [[c.to_dict() for c in d.candidates] for d in space.decisions()],
+                s.fingerprint(),
             )
             existing = study.user_attrs.get("config_hash")
             if existing is None:
@@ -223,7 +246,9 @@ class OptunaStrategy(SearchStrategy):
         if existing is not None and existing != fingerprint:
             raise ConfigError(
                 f"study {s.study_name!r} in {url} was created by another configuration; use "
-                f"another run directory, study_name or storage", key="strategy.study_name")
+                f"another run directory, study_name or storage",
+                key="strategy.study_name",
+            )
         return study
 
     def search(
@@ -239,8 +264,9 @@ class OptunaStrategy(SearchStrategy):
         if done and not resume:
             logger.info("joining study %r with %d completed trial(s)", s.study_name, done)
         with _file_lock(run_dir / ".evaluator.lock"):  # one worker trains a shared supernet
-            self._evaluator.prepare(space, data, run_dir, seed=s.seed, device=device,
-                                    show_progress=s.progress)
+            self._evaluator.prepare(
+                space, data, run_dir, seed=s.seed, device=device, show_progress=s.progress
+            )
         self._space, self._cost_cache, self._score_cache = space, {}, {}
         catch = (TrainingDivergedError, torch.OutOfMemoryError, MemoryError)
         callbacks = [_StopWhenDone(s.n_trials, s.max_failed or 2 * s.n_trials + 5)]
@@ -248,14 +274,25 @@ class OptunaStrategy(SearchStrategy):
         if s.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=s.n_trials, initial=min(done, s.n_trials), desc="trials",
-                       dynamic_ncols=True)
-            callbacks.append(lambda st, tr: bar.update(
-                1 if tr.state == optuna.trial.TrialState.COMPLETE else 0))
+            bar = tqdm(
+                total=s.n_trials,
+                initial=min(done, s.n_trials),
+                desc="trials",
+                dynamic_ncols=True,
+                disable=None,
+            )
+            callbacks.append(
+                lambda st, tr: bar.update(1 if tr.state == optuna.trial.TrialState.COMPLETE else 0)
+            )
         started = time.time()
         if _count(study, optuna.trial.TrialState.COMPLETE) < s.n_trials:
-            study.optimize(self._objective, callbacks=callbacks, catch=catch,
-                           timeout=s.timeout, gc_after_trial=False)
+            study.optimize(
+                self._objective,
+                callbacks=callbacks,
+                catch=catch,
+                timeout=s.timeout,
+                gc_after_trial=False,
+            )
         if bar is not None:
             bar.close()
         return self.collect(study, run_dir, time.time() - started)
@@ -265,11 +302,16 @@ class OptunaStrategy(SearchStrategy):
         if key not in self._cost_cache:
             from convnas.search_space.cost_model import measure
 
-            costs = measure(build_model(arch), self._space.input_shape,
-                            batch_size=self.settings.memory_batch_size)
+            costs = measure(
+                build_model(arch),
+                self._space.input_shape,
+                batch_size=self.settings.memory_batch_size,
+            )
             self._cost_cache[key] = {
-                "params": float(costs.params), "deploy_params": float(costs.deploy_params),
-                "macs": float(costs.macs), "train_memory": float(costs.train_memory_bytes),
+                "params": float(costs.params),
+                "deploy_params": float(costs.deploy_params),
+                "macs": float(costs.macs),
+                "train_memory": float(costs.train_memory_bytes),
             }
         return self._cost_cache[key]
 
@@ -277,8 +319,11 @@ class OptunaStrategy(SearchStrategy):
         optuna = _optuna()
         s = self.settings
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-        others = [t for t in trial.study.get_trials(deepcopy=False, states=states)
-                  if t.number != trial.number]
+        others = [
+            t
+            for t in trial.study.get_trials(deepcopy=False, states=states)
+            if t.number != trial.number
+        ]
         if len(others) >= s.n_trials:
             trial.set_user_attr("note", "not run: the study already has n_trials trials")
             raise optuna.TrialPruned("the study already has n_trials complete or running trials")
@@ -287,8 +332,11 @@ class OptunaStrategy(SearchStrategy):
         trial.set_user_attr("architecture", arch.to_dict())
         for key, value in costs.items():
             trial.set_user_attr(key, value)
-        violations = {key: costs[metric] - limit for key, metric in CONSTRAINTS.items()
-                      if (limit := getattr(s, key)) is not None}
+        violations = {
+            key: costs[metric] - limit
+            for key, metric in CONSTRAINTS.items()
+            if (limit := getattr(s, key)) is not None
+        }
         for key, value in violations.items():
             trial.set_constraint(key, value)
         feasible = all(v <= 0 for v in violations.values())
@@ -328,14 +376,25 @@ class OptunaStrategy(SearchStrategy):
                 continue  # samplers may propose the same network twice
             seen.append(result.architecture)
             result.architecture.with_metadata(
-                metrics=dict(result.metrics), trial=t.number, strategy=self.name,
+                metrics=dict(result.metrics),
+                trial=t.number,
+                strategy=self.name,
             ).save(run_dir / "architectures" / f"pareto_{t.number:04d}.yaml")
             pareto.append(result)
         failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
-        return SearchResult(self.name, results, pareto, run_dir, {
-            "complete": len(complete), "failed": failed, "total": len(trials),
-            "wall_time_s": wall_time, "objectives": list(self.settings.objectives),
-        })
+        return SearchResult(
+            self.name,
+            results,
+            pareto,
+            run_dir,
+            {
+                "complete": len(complete),
+                "failed": failed,
+                "total": len(trials),
+                "wall_time_s": wall_time,
+                "objectives": list(self.settings.objectives),
+            },
+        )
 
 
 class RandomStrategy(OptunaStrategy):
@@ -385,8 +444,11 @@ def _count(study: Any, state: Any) -> int:
 
 def _result(trial: Any, objectives: tuple[str, ...]) -> ArchitectureResult:
     arch = Architecture.from_dict(trial.user_attrs["architecture"], validate=False)
-    metrics = {k: float(trial.user_attrs[k]) for k in
-               ("params", "deploy_params", "macs", "train_memory") if k in trial.user_attrs}
+    metrics = {
+        k: float(trial.user_attrs[k])
+        for k in ("params", "deploy_params", "macs", "train_memory")
+        if k in trial.user_attrs
+    }
     for name, value in zip(objectives, trial.values, strict=True):
         metrics[name] = float(value)
     return ArchitectureResult(arch, metrics, trial.number)
@@ -396,19 +458,44 @@ def _write_trials_csv(path: pathlib.Path, trials: list[Any], objectives: tuple[s
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     cost_keys = ["params", "deploy_params", "macs", "train_memory"]
-    writer.writerow(["number", "state", "duration_s", *[f"objective_{o}" for o in objectives],
-                     *cost_keys, "feasible", "operators", "fail_reason", "note"])
+    writer.writerow(
+        [
+            "number",
+            "state",
+            "duration_s",
+            *[f"objective_{o}" for o in objectives],
+            *cost_keys,
+            "feasible",
+            "operators",
+            "fail_reason",
+            "note",
+        ]
+    )
     for t in trials:
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if (
-            t.datetime_complete and t.datetime_start) else ""
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if (t.datetime_complete and t.datetime_start)
+            else ""
+        )
         values = list(t.values) if t.values is not None else [""] * len(objectives)
         arch = t.user_attrs.get("architecture")
         ops = ""
         if arch:
-            ops = " ".join(c["op"] + (f"{c['hparams']}" if c.get("hparams") else "")
-                           for c in arch["choices"])
+            ops = " ".join(
+                c["op"] + (f"{c['hparams']}" if c.get("hparams") else "") for c in arch["choices"]
+            )
         feasible = all(v <= 0 for v in t.constraints.values()) if t.constraints else ""
-        writer.writerow([t.number, t.state.name, duration, *values,
-                         *[t.user_attrs.get(k, "") for k in cost_keys], feasible, ops,
-                         t.user_attrs.get("fail_reason", ""), t.user_attrs.get("note", "")])
+        writer.writerow(
+            [
+                t.number,
+                t.state.name,
+                duration,
+                *values,
+                *[t.user_attrs.get(k, "") for k in cost_keys],
+                feasible,
+                ops,
+                t.user_attrs.get("fail_reason", ""),
+                t.user_attrs.get("note", ""),
+            ]
+        )
     atomic_write_text(path, buffer.getvalue())
