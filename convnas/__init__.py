@@ -41,6 +41,7 @@ __all__ = [
     "OperatorInfo",
     "UnknownOperatorError",
     "__version__",
+    "convert_model",
     "create_operator",
     "fold",
     "list_operators",
@@ -58,4 +59,8 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module("convnas.models")
+    if name == "convert_model":
+        from convnas.integrations.convert import convert_model
+
+        return convert_model
     raise AttributeError(f"module 'convnas' has no attribute {name!r}")

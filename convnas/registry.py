@@ -49,6 +49,7 @@ class Registry(Generic[T]):
         self._loader = loader
         self._entry_point_group = entry_point_group
         self._error_type = error_type
+        self._builtin_loaded = False
         self._loaded = False
         self._lock = threading.RLock()
         self.entry_point_errors: dict[str, str] = {}
@@ -56,15 +57,26 @@ class Registry(Generic[T]):
     def __repr__(self) -> str:
         return f"Registry(kind={self.kind!r}, entries={len(self._entries)})"
 
+    def _ensure_builtin(self) -> None:
+        if self._builtin_loaded:
+            return
+        with self._lock:
+            if self._builtin_loaded:
+                return
+            self._builtin_loaded = True
+            if self._loader is not None:
+                self._loader()
+
     def _ensure_loaded(self) -> None:
+        # Plugins load on the first lookup, never on a registration: built-in entries register
+        # while convnas itself is being imported, when a plugin's `import convnas` would fail.
         if self._loaded:
             return
+        self._ensure_builtin()
         with self._lock:
             if self._loaded:
                 return
             self._loaded = True
-            if self._loader is not None:
-                self._loader()
             if self._entry_point_group is not None:
                 self._load_entry_points()
 
@@ -89,7 +101,7 @@ class Registry(Generic[T]):
         Raises:
             DuplicateNameError: ``name`` is taken and ``replace`` is False.
         """
-        self._ensure_loaded()
+        self._ensure_builtin()
         if not isinstance(name, str) or not name:
             raise DuplicateNameError(f"{self.kind} names must be non-empty strings, got {name!r}")
         with self._lock:

@@ -1,0 +1,376 @@
+"""Swap the 3x3 convolutions of any network for a registered operator.
+
+:func:`convert_model` works on any ``nn.Module`` (torchvision, timm, hand-written): it finds the
+``nn.Conv2d`` layers to replace, builds the operator with the same in/out channels and stride in
+their place, and gives the network ownership of the modules the operators share (the CSG slice
+generator). ``dry_run=True`` changes nothing and returns a :class:`ConversionReport`: what would
+change, and params/MACs before and after measured with :func:`convnas.measure`.
+
+Which convs are replaced:
+
+1. by default (``include=None``) every ``nn.Conv2d`` (subclasses too) with kernel 3x3, groups 1,
+   dilation 1, padding 1 and zero padding mode, except the *stem*: the first ``nn.Conv2d`` in
+   ``model.named_modules()`` order (whatever its kernel);
+2. ``include`` (shell patterns on qualified module names, e.g. ``"layer4.*.conv2"``) replaces
+   that rule: exactly the ``nn.Conv2d`` layers whose name matches a pattern are selected, whatever
+   their kernel or groups, the stem included;
+3. ``exclude`` patterns then remove names;
+4. a selected conv is skipped (and reported) when the operator cannot stand in for it: a stride
+   the operator does not support (or unequal strides), ``in != out`` channels for an operator that
+   keeps the channels, or padding that does not keep the size at stride 1 (``2p != d(k-1)``).
+
+Bias: a conv with a bias keeps it. The operator is wrapped in :class:`BiasedOperator` (operator
+output plus a per-channel bias initialised from the conv's bias); it folds to an ``nn.Conv2d``
+with that bias when the operator folds to a bias-free conv. Weights are never carried over: the
+operators are new layers, initialised by their own ``reset_parameters``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from convnas.errors import ConvNASError, OperatorArgumentError
+from convnas.folding import is_foldable
+from convnas.integrations.darts import Patterns, as_patterns
+from convnas.operators import BuildContext, SharedModules, create_operator, operator_info
+
+__all__ = [
+    "SHARED_ATTRIBUTE",
+    "BiasedOperator",
+    "ConversionReport",
+    "ConversionRow",
+    "convert_model",
+]
+
+logger = logging.getLogger(__name__)
+
+SHARED_ATTRIBUTE = "convnas_shared"
+"""Attribute of the converted root module that owns the operators' shared modules."""
+
+
+class BiasedOperator(nn.Module):
+    """``op(x) + bias`` per output channel: an operator standing in for a conv with a bias."""
+
+    def __init__(self, op: nn.Module, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.op = op
+        self.bias = nn.Parameter(bias.detach().clone(), requires_grad=bias.requires_grad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x) + self.bias.view(1, -1, 1, 1)
+
+    def fold(self) -> nn.Module:
+        """The folded operator with the bias merged into it when it folds to a plain conv."""
+        inner = self.op.fold() if is_foldable(self.op) else self.op
+        if type(inner) is not nn.Conv2d or inner.bias is not None:
+            return BiasedOperator(inner, self.bias)
+        conv = nn.Conv2d(
+            inner.in_channels,
+            inner.out_channels,
+            inner.kernel_size,
+            inner.stride,
+            inner.padding,
+            inner.dilation,
+            inner.groups,
+            bias=True,
+            padding_mode=inner.padding_mode,
+            device=inner.weight.device,
+            dtype=inner.weight.dtype,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(inner.weight)
+            conv.bias.copy_(self.bias)
+        return conv
+
+
+@dataclass(frozen=True)
+class ConversionRow:
+    """One conv of the network: what :func:`convert_model` does with it and why."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    groups: int
+    action: str  # "replace" or "skip"
+    reason: str  # why it is skipped; "" when replaced
+    params_before: int
+    params_after: int  # the layer's own parameters (shared modules are counted apart)
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What :func:`convert_model` changes; totals measured at ``input_shape``, MACs per image."""
+
+    op: str
+    op_args: dict[str, Any]
+    input_shape: tuple[int, ...]
+    rows: tuple[ConversionRow, ...]
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    shared_params: int = 0
+    shared_modules: tuple[str, ...] = field(default_factory=tuple)
+    weight_macs_before: int = 0  # kernel composition per forward (DO-Conv, CSG), not in MACs
+    weight_macs_after: int = 0
+
+    @property
+    def replaced(self) -> list[str]:
+        """Names of the convs replaced."""
+        return [r.name for r in self.rows if r.action == "replace"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """The report as a text table (MACs, not 2xMACs)."""
+        args = "".join(f", {k}={v!r}" for k, v in self.op_args.items())
+        lines = [
+            f"convert_model(op={self.op!r}{args}), input {self.input_shape}, "
+            "MACs = multiply-accumulates per image",
+            f"{'layer':<24} {'in':>5} {'out':>5} {'k':>3} {'s':>2} {'g':>3} {'action':<8}"
+            f" {'params before':>14} {'params after':>13}  note",
+        ]
+        for r in self.rows:
+            k = "x".join(map(str, r.kernel_size)) if r.kernel_size[0] != r.kernel_size[1] else ""
+            k = k or str(r.kernel_size[0])
+            s = str(r.stride[0]) if r.stride[0] == r.stride[1] else "x".join(map(str, r.stride))
+            lines.append(
+                f"{r.name:<24} {r.in_channels:>5} {r.out_channels:>5} {k:>3} {s:>2} {r.groups:>3}"
+                f" {r.action:<8} {r.params_before:>14,} {r.params_after:>13,}  {r.reason}"
+            )
+        n = len(self.replaced)
+        lines.append(f"{n} of {len(self.rows)} listed convs replaced")
+        if self.shared_modules:
+            lines.append(
+                f"shared modules owned by the network ({SHARED_ATTRIBUTE}): "
+                f"{', '.join(self.shared_modules)}, {self.shared_params:,} params"
+            )
+        for label, before, after in (
+            ("params", self.params_before, self.params_after),
+            ("MACs", self.macs_before, self.macs_after),
+        ):
+            ratio = after / before if before else float("nan")
+            lines.append(f"{label + ':':<8}{before:>16,} -> {after:>16,}  (x{ratio:.3f})")
+        if self.weight_macs_before or self.weight_macs_after:
+            lines.append(
+                f"kernel-composition MACs per forward (independent of batch, not in MACs): "
+                f"{self.weight_macs_before:,} -> {self.weight_macs_after:,}"
+            )
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+
+def _is_default(conv: nn.Conv2d) -> str:
+    """ "" when the conv is a plain 3x3 of the default rule, else why not."""
+    if _pair(conv.kernel_size) != (3, 3):
+        return f"kernel {conv.kernel_size}"
+    if conv.groups != 1:
+        return f"groups={conv.groups} (select it with include)"
+    if _pair(conv.dilation) != (1, 1):
+        return f"dilation {conv.dilation} (select it with include)"
+    if conv.padding != (1, 1) or conv.padding_mode != "zeros":
+        return f"padding {conv.padding!r}/{conv.padding_mode} (select it with include)"
+    return ""
+
+
+def _unsupported(conv: nn.Conv2d, op: str) -> str:
+    """ "" when ``op`` can stand in for ``conv``, else why not."""
+    info = operator_info(op)
+    stride = _pair(conv.stride)
+    if stride[0] != stride[1]:
+        return f"unequal strides {stride}"
+    if stride[0] not in info.strides:
+        return f"{op!r} supports stride in {info.strides}, not {stride[0]}"
+    if conv.in_channels != conv.out_channels and not info.channel_change:
+        return f"{op!r} needs in_channels == out_channels"
+    if conv.padding == "valid" and _pair(conv.kernel_size) != (1, 1):
+        return "padding 'valid' changes the size"
+    if conv.padding != "same" and conv.padding != "valid":
+        for p, k, d in zip(
+            conv.padding, _pair(conv.kernel_size), _pair(conv.dilation), strict=True
+        ):
+            if 2 * p != d * (k - 1):
+                return f"padding {conv.padding} does not keep the size"
+    return ""
+
+
+def _matches(name: str, patterns: tuple[str, ...] | None) -> bool:
+    return bool(patterns) and any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _plan(model: nn.Module, op: str, include, exclude) -> list[tuple[str, nn.Conv2d, str]]:
+    """``(name, conv, reason)`` for every listed conv; reason "" means replace."""
+    inc, exc = as_patterns(include, "include"), as_patterns(exclude, "exclude")
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    stem = convs[0][0] if convs else None
+    plan = []
+    for name, conv in convs:
+        if inc is not None:
+            listed = _matches(name, inc) or _pair(conv.kernel_size) == (3, 3)
+            reason = "" if _matches(name, inc) else "not included"
+        else:
+            reason = _is_default(conv)
+            listed = _pair(conv.kernel_size) == (3, 3)
+            if not reason and name == stem:
+                reason = "stem"
+        if not listed:
+            continue
+        if not reason and _matches(name, exc):
+            reason = "excluded"
+        if not reason and name == "":
+            reason = "the model itself is the conv"
+        plan.append((name, conv, reason or _unsupported(conv, op)))
+    return plan
+
+
+def _context(model: nn.Module) -> BuildContext:
+    ctx = BuildContext()
+    existing = getattr(model, SHARED_ATTRIBUTE, None)
+    if isinstance(existing, SharedModules):
+        ctx.modules = existing
+    elif existing is not None:
+        raise ConvNASError(
+            f"the model's attribute {SHARED_ATTRIBUTE!r} must hold the shared modules of a "
+            f"previous conversion, but it holds a {type(existing).__name__}"
+        )
+    return ctx
+
+
+def _build(conv, op, op_args, ctx, device) -> nn.Module:
+    kw = {"device": device or conv.weight.device, "dtype": conv.weight.dtype}
+    module = create_operator(
+        op, conv.in_channels, conv.out_channels, conv.stride[0], context=ctx, **kw, **op_args
+    )
+    if conv.bias is not None:
+        bias = conv.bias if device is None else conv.bias.to(device)
+        module = BiasedOperator(module, bias)
+    return module.train(conv.training)
+
+
+def _swap(model: nn.Module, new: Mapping[int, nn.Module]) -> None:
+    for parent in list(model.modules()):
+        for child_name, child in list(parent._modules.items()):
+            if child is not None and id(child) in new:
+                parent._modules[child_name] = new[id(child)]
+
+
+def _check_args(op: str, op_args: Mapping[str, Any]) -> None:
+    info = operator_info(op)
+    if info.kind != "conv":
+        raise OperatorArgumentError(
+            f"convert_model needs a kind='conv' operator (no norm or activation), but {op!r} "
+            f"is a {info.kind!r}"
+        )
+    allowed = info.hparam_names()
+    unknown = sorted(set(op_args) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise OperatorArgumentError(
+            f"operator {op!r} has no hyper-parameter {', '.join(map(repr, unknown))}; it "
+            f"accepts {sorted(allowed) or 'none'}"
+        )
+
+
+def convert_model(
+    model: nn.Module,
+    op: str,
+    *,
+    include: Patterns = None,
+    exclude: Patterns = None,
+    inplace: bool = False,
+    dry_run: bool = False,
+    input_shape: Sequence[int] = (3, 224, 224),
+    **op_args: Any,
+) -> nn.Module | ConversionReport:
+    """Replace the 3x3 convs of ``model`` by the operator ``op`` (see the module docstring).
+
+    Args:
+        model: any network.
+        op: a registered ``kind="conv"`` operator, e.g. "c2sp", "osep_3x3", "csg_conv_3x3".
+        include: shell patterns on qualified module names selecting the convs to replace
+            instead of the default rule.
+        exclude: shell patterns of names to leave alone.
+        inplace: modify ``model`` instead of a deep copy.
+        dry_run: change nothing; return a :class:`ConversionReport`.
+        input_shape: one sample's shape for the report's MACs.
+        **op_args: hyper-parameters of the operator.
+
+    Returns:
+        The converted network, owning any shared modules as ``convnas_shared``; with
+        ``dry_run`` the report.
+
+    Example:
+        >>> from convnas.models_imagenet import resnet50
+        >>> print(convert_model(resnet50(), "c2sp", dry_run=True).table())  # doctest: +SKIP
+    """
+    _check_args(op, op_args)
+    target = model if inplace and not dry_run else copy.deepcopy(model)
+    plan = _plan(target, op, include, exclude)
+    ctx = _context(target)
+    shared_before = set(ctx.modules.keys())
+    device = "meta" if dry_run else None
+    new: dict[int, nn.Module] = {}
+    rows = []
+    for name, conv, reason in plan:
+        before = sum(p.numel() for p in conv.parameters())
+        after = before
+        if not reason:
+            try:
+                new[id(conv)] = _build(conv, op, op_args, ctx, device)
+            except OperatorArgumentError as err:
+                raise OperatorArgumentError(f"{name}: {err}") from err
+            after = sum(p.numel() for p in new[id(conv)].parameters())
+        rows.append(
+            ConversionRow(
+                name,
+                conv.in_channels,
+                conv.out_channels,
+                _pair(conv.kernel_size),
+                _pair(conv.stride),
+                conv.groups,
+                "skip" if reason else "replace",
+                reason,
+                before,
+                after,
+            )
+        )
+    _swap(target, new)
+    if len(ctx.modules) and getattr(target, SHARED_ATTRIBUTE, None) is not ctx.modules:
+        setattr(target, SHARED_ATTRIBUTE, ctx.modules)
+    logger.info("convert_model: %d convs replaced by %r", len(new), op)
+    if not dry_run:
+        return target
+    from convnas.search_space.cost_model import measure
+
+    added = [k for k in ctx.modules.keys() if k not in shared_before]
+    before, after = measure(model, input_shape), measure(target, input_shape)
+    return ConversionReport(
+        op=op,
+        op_args=dict(op_args),
+        input_shape=tuple(int(v) for v in input_shape),
+        rows=tuple(rows),
+        params_before=before.params,
+        params_after=after.params,
+        macs_before=before.macs,
+        macs_after=after.macs,
+        shared_params=sum(p.numel() for k in added for p in ctx.modules[k].parameters()),
+        shared_modules=tuple(added),
+        weight_macs_before=before.weight_macs,
+        weight_macs_after=after.weight_macs,
+    )
