@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import multiprocessing
+import os
 import pathlib
 import platform
 import subprocess
@@ -108,7 +109,10 @@ def run_search(config: Config, *, resume: bool = False, workers: int = 1) -> Sea
         )
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(run_dir / "config.yaml", config.to_dict())
+    # Under torchrun every process runs this function; only rank 0 writes run files.
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        write_yaml(run_dir / "config.yaml", config.to_dict())
     info = collect_run_info(config)
     data = load_data(config)
     space = build_space(config, input_shape=data.input_shape, num_classes=data.num_classes)
@@ -146,9 +150,10 @@ def run_search(config: Config, *, resume: bool = False, workers: int = 1) -> Sea
     info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     info["wall_time_s"] = (_dt.datetime.now(_dt.timezone.utc) - started).total_seconds()
     info["result"] = dict(result.info)
-    write_json(run_dir / "run_info.json", info)
-    if config.output.report:
-        _write_report(run_dir)
+    if is_main:
+        write_json(run_dir / "run_info.json", info)
+        if config.output.report:
+            _write_report(run_dir)
     return result
 
 

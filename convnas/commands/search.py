@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 
 NAME = "search"
@@ -83,5 +84,6 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"name={args.name}")
     config = load_config(args.config, overrides)
     result = run_search(config, resume=args.resume, workers=args.workers)
-    print("\n".join(summary_lines(result, config.run_dir())))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print("\n".join(summary_lines(result, config.run_dir())))
     return 0

@@ -27,7 +27,8 @@ from convnas.io import load_checkpoint, save_checkpoint, write_json
 from convnas.search_space.space import SearchSpace
 from convnas.search_space.supernet import Supernet
 from convnas.strategies.base import ArchitectureResult, SearchResult, SearchStrategy, config_hash
-from convnas.train import check_finite, evaluate, progress, resolve_device
+from convnas.strategies.distributed import setup_distributed
+from convnas.train import check_finite, evaluate, progress
 
 __all__ = ["DartsSettings", "DartsStrategy", "unrolled_arch_gradient"]
 
@@ -184,12 +185,20 @@ class DartsStrategy(SearchStrategy):
     def search(
         self, space: SearchSpace, data: Any, run_dir: str | pathlib.Path, *, resume: bool = False
     ) -> SearchResult:
-        from convnas.data import make_loader
 
         s = self.settings
         run_dir = pathlib.Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        device = resolve_device(s.device)
+        ctx, device = setup_distributed(s.device)
+        try:
+            return self._search(space, data, run_dir, resume, ctx, device)
+        finally:
+            ctx.close()
+
+    def _search(self, space, data, run_dir, resume, ctx, device) -> SearchResult:
+        from convnas.data import make_loader
+
+        s = self.settings
         torch.manual_seed(s.seed)
         random.seed(s.seed)
         supernet = space.build_supernet("weighted").to(device)
@@ -238,6 +247,14 @@ class DartsStrategy(SearchStrategy):
             start_epoch, history = int(state["epoch"]), list(state["history"])
             logger.info("resumed DARTS from epoch %d of %d", start_epoch, s.epochs)
         weight_names = {id(p): n for n, p in supernet.named_parameters()}
+        model = supernet
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if device.type == "cuda":  # one set of BN statistics over the global batch
+                supernet = torch.nn.SyncBatchNorm.convert_sync_batchnorm(supernet)
+                weight_names = {id(p): n for n, p in supernet.named_parameters()}
+            model = DistributedDataParallel(supernet, find_unused_parameters=s.mode == "gumbel")
         for epoch in range(start_epoch, s.epochs):
             train_loader = make_loader(
                 data.train,
@@ -276,11 +293,13 @@ class DartsStrategy(SearchStrategy):
             for step, (x, y) in enumerate(bar):
                 if step >= steps:
                     break
-                x, y = x.to(device), y.to(device)
-                xv, yv = (t.to(device) for t in next(val_iter))
+                x, y = ctx.shard(x).to(device), ctx.shard(y).to(device)
+                xv, yv = (ctx.shard(t).to(device) for t in next(val_iter))
                 if epoch >= s.warmup_epochs:
-                    self._arch_step(supernet, a_opt, w_opt, (x, y), (xv, yv), penalty, weight_names)
-                logits = supernet(x)
+                    self._arch_step(
+                        supernet, a_opt, w_opt, (x, y), (xv, yv), penalty, weight_names, ctx
+                    )
+                logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 check_finite(loss, f"DARTS weight step (epoch {epoch + 1}, step {step + 1})")
                 w_opt.zero_grad(set_to_none=True)
@@ -311,6 +330,8 @@ class DartsStrategy(SearchStrategy):
                 record["train_accuracy"],
                 val_acc,
             )
+            if not ctx.is_main:
+                continue
             save_checkpoint(
                 ckpt_path,
                 {
@@ -326,7 +347,7 @@ class DartsStrategy(SearchStrategy):
                 },
             )
             write_json(run_dir / "alphas.json", history)
-        return self._finish(space, supernet, history, run_dir, data)
+        return self._finish(space, supernet, history, run_dir, data, write=ctx.is_main)
 
     def _penalty(self, space: SearchSpace, supernet: Supernet, device: torch.device):
         s = self.settings
@@ -338,7 +359,9 @@ class DartsStrategy(SearchStrategy):
             space, supernet, s.penalty_metric, s.penalty_lambda, device=device
         )
 
-    def _arch_step(self, supernet, a_opt, w_opt, train_batch, val_batch, penalty, names) -> None:
+    def _arch_step(
+        self, supernet, a_opt, w_opt, train_batch, val_batch, penalty, names, ctx=None
+    ) -> None:
         s = self.settings
         a_opt.zero_grad(set_to_none=True)
         alphas = supernet.arch_parameters()
@@ -365,11 +388,17 @@ class DartsStrategy(SearchStrategy):
                 momentum_buffers=buffers,
                 extra_loss=penalty,
             )
+        grads = [
+            torch.zeros_like(a) if g is None else g.detach().clone()
+            for a, g in zip(alphas, grads, strict=True)
+        ]
+        if ctx is not None:
+            ctx.average_(grads)
         for a, g in zip(alphas, grads, strict=True):
-            a.grad = torch.zeros_like(a) if g is None else g.detach()
+            a.grad = g
         a_opt.step()
 
-    def _finish(self, space, supernet, history, run_dir, data) -> SearchResult:
+    def _finish(self, space, supernet, history, run_dir, data, write=True) -> SearchResult:
         arch = supernet.derive()
         metrics: dict[str, float] = {}
         if history:
@@ -381,7 +410,8 @@ class DartsStrategy(SearchStrategy):
             dataset=getattr(data, "name", None),
             settings=self.settings.fingerprint(),
         )
-        arch.save(run_dir / "architectures" / "darts_final.yaml")
+        if write:
+            arch.save(run_dir / "architectures" / "darts_final.yaml")
         result = ArchitectureResult(arch, metrics)
         return SearchResult(
             self.name,
