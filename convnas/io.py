@@ -8,6 +8,7 @@ a half-written one. Checkpoints load with ``torch.load(weights_only=True)`` only
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
+_CHECKPOINT_FORMAT = "convnas/checkpoint/v1"
 
 
 @contextlib.contextmanager
@@ -94,12 +96,26 @@ def read_yaml(path: PathLike) -> Any:
 
 
 def save_checkpoint(path: PathLike, state: dict[str, Any]) -> None:
-    """Serialise ``state`` with ``torch.save`` and write it atomically."""
+    """Serialise ``state`` with ``torch.save``, seal it with a SHA-256 digest, write atomically.
+
+    The file holds ``{"format": ..., "sha256": digest, "payload": bytes of torch.save(state)}``
+    so that truncation or tampering anywhere is detected on load.
+    """
     import torch
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    payload = buffer.getvalue()
+    sealed = io.BytesIO()
+    torch.save(
+        {
+            "format": _CHECKPOINT_FORMAT,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+        },
+        sealed,
+    )
+    atomic_write_bytes(path, sealed.getvalue())
 
 
 def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -114,11 +130,27 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict[str, Any]
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        sealed = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         raise CheckpointError(
             f"cannot load checkpoint {path}: it is truncated, corrupt or holds objects that "
             f"are not plain tensors and containers ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(sealed, dict) or sealed.get("format") != _CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} does not hold a convnas checkpoint")
+    payload = sealed.get("payload")
+    if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+        raise CheckpointError(f"{path} is damaged: its payload is missing")
+    data = payload.numpy().tobytes()
+    if hashlib.sha256(data).hexdigest() != sealed.get("sha256"):
+        raise CheckpointError(
+            f"{path} is damaged or was modified: its SHA-256 digest does not match its contents"
+        )
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {type(exc).__name__}: {exc}"
         ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a convnas checkpoint (a dict)")

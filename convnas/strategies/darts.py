@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from convnas.errors import CheckpointError, ConfigError
+from convnas.errors import CheckpointError, ConfigError, TrainingDivergedError
 from convnas.io import load_checkpoint, save_checkpoint, write_json
 from convnas.search_space.space import SearchSpace
 from convnas.search_space.supernet import Supernet
@@ -256,71 +256,31 @@ class DartsStrategy(SearchStrategy):
                 weight_names = {id(p): n for n, p in supernet.named_parameters()}
             model = DistributedDataParallel(supernet, find_unused_parameters=s.mode == "gumbel")
         for epoch in range(start_epoch, s.epochs):
-            train_loader = make_loader(
-                data.train,
-                s.batch_size,
-                shuffle=True,
-                seed=s.seed * 100_003 + 2 * epoch,
-                drop_last=True,
-            )
-            val_loader = make_loader(
-                data.val,
-                s.batch_size,
-                shuffle=True,
-                seed=s.seed * 100_003 + 2 * epoch + 1,
-                drop_last=True,
-            )
-            if len(train_loader) == 0 or len(val_loader) == 0:
-                raise ConfigError(
-                    f"batch_size {s.batch_size} exceeds the training or validation split "
-                    f"({len(data.train)} / {len(data.val)} samples)",
-                    key="strategy.batch_size",
+            try:
+                record = self._epoch(
+                    epoch,
+                    data,
+                    supernet,
+                    model,
+                    a_opt,
+                    w_opt,
+                    sched,
+                    penalty,
+                    weight_names,
+                    ctx,
+                    device,
+                    make_loader,
                 )
-            steps = (
-                len(train_loader)
-                if s.steps_per_epoch is None
-                else min(len(train_loader), s.steps_per_epoch)
-            )
-            val_iter = _cycle(val_loader)
-            supernet.train()
-            seen, correct, loss_sum = 0, 0, 0.0
-            bar = progress(
-                train_loader,
-                enabled=s.progress,
-                total=steps,
-                desc=f"darts epoch {epoch + 1}/{s.epochs}",
-            )
-            for step, (x, y) in enumerate(bar):
-                if step >= steps:
-                    break
-                x, y = ctx.shard(x).to(device), ctx.shard(y).to(device)
-                xv, yv = (ctx.shard(t).to(device) for t in next(val_iter))
-                if epoch >= s.warmup_epochs:
-                    self._arch_step(
-                        supernet, a_opt, w_opt, (x, y), (xv, yv), penalty, weight_names, ctx
-                    )
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                check_finite(loss, f"DARTS weight step (epoch {epoch + 1}, step {step + 1})")
-                w_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(), s.grad_clip)
-                w_opt.step()
-                seen += int(y.numel())
-                correct += int((logits.argmax(1) == y).sum())
-                loss_sum += float(loss.detach()) * int(y.numel())
-                if s.progress and hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-            sched.step()
-            val_loss, val_acc = evaluate(supernet, val_loader, device, max_batches=steps)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum / max(seen, 1),
-                "train_accuracy": correct / max(seen, 1),
-                "val_loss": val_loss,
-                "val_accuracy": val_acc,
-                "probabilities": supernet.probabilities(),
-            }
+            except TrainingDivergedError as exc:
+                last = (
+                    f"after epoch {history[-1]['epoch']}"
+                    if history
+                    else "none: no epoch had finished"
+                )
+                raise TrainingDivergedError(
+                    f"{exc}. Search stopped; the last good checkpoint ({last}) is intact at "
+                    f"{ckpt_path}. Lower the learning rates, then resume."
+                ) from None
             history.append(record)
             logger.info(
                 "darts epoch %d/%d: train loss %.4f acc %.3f, val acc %.3f",
@@ -328,7 +288,7 @@ class DartsStrategy(SearchStrategy):
                 s.epochs,
                 record["train_loss"],
                 record["train_accuracy"],
-                val_acc,
+                record["val_accuracy"],
             )
             if not ctx.is_main:
                 continue
@@ -348,6 +308,89 @@ class DartsStrategy(SearchStrategy):
             )
             write_json(run_dir / "alphas.json", history)
         return self._finish(space, supernet, history, run_dir, data, write=ctx.is_main)
+
+    def _epoch(
+        self,
+        epoch,
+        data,
+        supernet,
+        model,
+        a_opt,
+        w_opt,
+        sched,
+        penalty,
+        weight_names,
+        ctx,
+        device,
+        make_loader,
+    ) -> dict[str, Any]:
+        """One epoch of alternating architecture and weight steps; returns its record."""
+        s = self.settings
+        train_loader = make_loader(
+            data.train,
+            s.batch_size,
+            shuffle=True,
+            seed=s.seed * 100_003 + 2 * epoch,
+            drop_last=True,
+        )
+        val_loader = make_loader(
+            data.val,
+            s.batch_size,
+            shuffle=True,
+            seed=s.seed * 100_003 + 2 * epoch + 1,
+            drop_last=True,
+        )
+        if len(train_loader) == 0 or len(val_loader) == 0:
+            raise ConfigError(
+                f"batch_size {s.batch_size} exceeds the training or validation split "
+                f"({len(data.train)} / {len(data.val)} samples)",
+                key="strategy.batch_size",
+            )
+        steps = (
+            len(train_loader)
+            if s.steps_per_epoch is None
+            else min(len(train_loader), s.steps_per_epoch)
+        )
+        val_iter = _cycle(val_loader)
+        supernet.train()
+        seen, correct, loss_sum = 0, 0, 0.0
+        bar = progress(
+            train_loader,
+            enabled=s.progress,
+            total=steps,
+            desc=f"darts epoch {epoch + 1}/{s.epochs}",
+        )
+        for step, (x, y) in enumerate(bar):
+            if step >= steps:
+                break
+            x, y = ctx.shard(x).to(device), ctx.shard(y).to(device)
+            xv, yv = (ctx.shard(t).to(device) for t in next(val_iter))
+            if epoch >= s.warmup_epochs:
+                self._arch_step(
+                    supernet, a_opt, w_opt, (x, y), (xv, yv), penalty, weight_names, ctx
+                )
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            check_finite(loss, f"DARTS weight step (epoch {epoch + 1}, step {step + 1})")
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(), s.grad_clip)
+            w_opt.step()
+            seen += int(y.numel())
+            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += float(loss.detach()) * int(y.numel())
+            if s.progress and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        sched.step()
+        val_loss, val_acc = evaluate(supernet, val_loader, device, max_batches=steps)
+        return {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "probabilities": supernet.probabilities(),
+        }
 
     def _penalty(self, space: SearchSpace, supernet: Supernet, device: torch.device):
         s = self.settings

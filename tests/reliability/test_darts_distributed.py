@@ -11,17 +11,32 @@ import pytest
 import torch
 import yaml
 
+from convnas.io import load_checkpoint
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 CONFIG = {
     "seed": 3,
     "device": "cpu",
-    "data": {"dataset": "synthetic", "val_fraction": 0.5, "limit_test": 16,
-             "options": {"num_classes": 4, "input_shape": [3, 8, 8], "size": 256}},
-    "space": {"kind": "resnet", "depth": 8, "widths": [4, 8, 8],
-              "candidates": ["conv_3x3", "conv_1x1", "c2sp"]},
-    "strategy": {"kind": "darts", "epochs": 2, "batch_size": 32, "steps_per_epoch": 3,
-                 "a_lr": 0.01},
+    "data": {
+        "dataset": "synthetic",
+        "val_fraction": 0.5,
+        "limit_test": 16,
+        "options": {"num_classes": 4, "input_shape": [3, 8, 8], "size": 256},
+    },
+    "space": {
+        "kind": "resnet",
+        "depth": 8,
+        "widths": [4, 8, 8],
+        "candidates": ["conv_3x3", "conv_1x1", "c2sp"],
+    },
+    "strategy": {
+        "kind": "darts",
+        "epochs": 2,
+        "batch_size": 32,
+        "steps_per_epoch": 3,
+        "a_lr": 0.01,
+    },
     "output": {"progress": False, "report": False},
 }
 
@@ -41,7 +56,7 @@ def _free_port() -> int:
 
 
 def _alphas(run: pathlib.Path) -> dict[str, torch.Tensor]:
-    state = torch.load(run / "darts_checkpoint.pt", weights_only=True)
+    state = load_checkpoint(run / "darts_checkpoint.pt")
     return {k: v for k, v in state["supernet"].items() if k.startswith("arch.alphas")}
 
 
@@ -49,11 +64,28 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available in this build")
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(yaml.safe_dump(dict(CONFIG, output={**CONFIG["output"],
-                                                       "root": str(tmp_path)})))
+    cfg.write_text(yaml.safe_dump(dict(CONFIG, output={**CONFIG["output"], "root": str(tmp_path)})))
     _run([sys.executable, "-m", "convnas", "search", str(cfg), "--name", "single"], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "convnas", "search", str(cfg), "--name", "ddp"], tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            "-m",
+            "convnas",
+            "search",
+            str(cfg),
+            "--name",
+            "ddp",
+        ],
+        tmp_path,
+    )
     single, ddp = _alphas(tmp_path / "single"), _alphas(tmp_path / "ddp")
     assert single.keys() == ddp.keys() and single
     a = torch.cat([single[k] for k in sorted(single)])

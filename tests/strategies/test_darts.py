@@ -7,6 +7,7 @@ from torch.func import functional_call
 
 from convnas.data import load_dataset
 from convnas.errors import CheckpointError, ConfigError
+from convnas.io import load_checkpoint
 from convnas.search_space.architecture import build_model, load_architecture
 from convnas.search_space.space_registry import get_space
 from convnas.strategies.darts import DartsStrategy, unrolled_arch_gradient
@@ -16,25 +17,44 @@ FAST = {"batch_size": 8, "steps_per_epoch": 2, "progress": False, "device": "cpu
 
 @pytest.fixture(scope="module")
 def data():
-    return load_dataset("synthetic", num_classes=4, input_shape=(3, 8, 8), size=96, seed=0,
-                        val_fraction=0.5, limit_test=16)
+    return load_dataset(
+        "synthetic",
+        num_classes=4,
+        input_shape=(3, 8, 8),
+        size=96,
+        seed=0,
+        val_fraction=0.5,
+        limit_test=16,
+    )
 
 
 def _resnet_space(candidates=("conv_3x3", "conv_1x1", "c2sp")):
-    return get_space("resnet", candidates=list(candidates), depth=8, widths=[4, 8, 8],
-                     num_classes=4, input_shape=[3, 8, 8])
+    return get_space(
+        "resnet",
+        candidates=list(candidates),
+        depth=8,
+        widths=[4, 8, 8],
+        num_classes=4,
+        input_shape=[3, 8, 8],
+    )
 
 
 def _darts_space():
-    return get_space("darts", candidates=["none", "skip_connect", "sep_conv_3x3", "c2sp"],
-                     channels=4, layers=3, steps=2, multiplier=2, num_classes=4,
-                     input_shape=[3, 8, 8])
+    return get_space(
+        "darts",
+        candidates=["none", "skip_connect", "sep_conv_3x3", "c2sp"],
+        channels=4,
+        layers=3,
+        steps=2,
+        multiplier=2,
+        num_classes=4,
+        input_shape=[3, 8, 8],
+    )
 
 
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("space_fn", [_resnet_space, _darts_space], ids=["resnet", "darts"])
-def test_search_changes_alphas_and_writes_a_buildable_architecture(tmp_path, data, order,
-                                                                   space_fn):
+def test_search_changes_alphas_and_writes_a_buildable_architecture(tmp_path, data, order, space_fn):
     space = space_fn()
     result = DartsStrategy(epochs=1, order=order, **FAST).search(space, data, tmp_path)
     history = (tmp_path / "alphas.json").read_text()
@@ -58,8 +78,9 @@ def test_second_order_gradient_matches_finite_differences():
     xv, yv = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.tensor([3, 2, 1, 0])
     lr = 0.05
     # a smaller finite-difference step than DARTS' 0.01: this tiny BN network is very curved
-    grads = unrolled_arch_gradient(supernet, (xt, yt), (xv, yv), lr=lr, momentum=0.0,
-                                   weight_decay=0.0, fd_scale=1e-4)
+    grads = unrolled_arch_gradient(
+        supernet, (xt, yt), (xv, yv), lr=lr, momentum=0.0, weight_decay=0.0, fd_scale=1e-4
+    )
     names = [n for n, _ in supernet.named_arch_parameters()]
     weights = {n: p.detach() for n, p in supernet.named_parameters() if n not in names}
 
@@ -67,8 +88,10 @@ def test_second_order_gradient_matches_finite_differences():
         w = {n: p.clone().requires_grad_(True) for n, p in weights.items()}
         loss_t = F.cross_entropy(functional_call(supernet, {**w, **alphas}, (xt,)), yt)
         g = torch.autograd.grad(loss_t, list(w.values()), allow_unused=True)
-        w2 = {n: p - lr * (gi if gi is not None else 0) for (n, p), gi in
-              zip(w.items(), g, strict=True)}
+        w2 = {
+            n: p - lr * (gi if gi is not None else 0)
+            for (n, p), gi in zip(w.items(), g, strict=True)
+        }
         return F.cross_entropy(functional_call(supernet, {**w2, **alphas}, (xv,)), yv)
 
     base = {n: p.detach().clone() for n, p in supernet.named_arch_parameters()}
@@ -87,8 +110,7 @@ def test_second_order_gradient_matches_finite_differences():
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, data, monkeypatch):
     settings = dict(epochs=3, order=1, seed=5, **FAST)
     full = DartsStrategy(**settings).search(_resnet_space(), data, tmp_path / "full")
-    full_alphas = torch.load(tmp_path / "full" / "darts_checkpoint.pt",
-                             weights_only=True)["supernet"]
+    full_alphas = load_checkpoint(tmp_path / "full" / "darts_checkpoint.pt")["supernet"]
 
     import convnas.strategies.darts as darts_module
 
@@ -107,9 +129,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, data, monkey
     monkeypatch.setattr(darts_module, "write_json", real)
     with pytest.raises(ConfigError, match="already holds a DARTS checkpoint"):
         DartsStrategy(**settings).search(_resnet_space(), data, tmp_path / "cut")
-    resumed = DartsStrategy(**settings).search(_resnet_space(), data, tmp_path / "cut",
-                                               resume=True)
-    cut_state = torch.load(tmp_path / "cut" / "darts_checkpoint.pt", weights_only=True)
+    resumed = DartsStrategy(**settings).search(_resnet_space(), data, tmp_path / "cut", resume=True)
+    cut_state = load_checkpoint(tmp_path / "cut" / "darts_checkpoint.pt")
     for key, value in full_alphas.items():
         if key.startswith("arch.alphas"):
             torch.testing.assert_close(cut_state["supernet"][key], value, rtol=0, atol=0)
@@ -132,8 +153,9 @@ def test_large_params_penalty_picks_the_cheapest_candidate_everywhere(tmp_path, 
     from convnas.search_space.cost_table import CostTable
 
     space = _resnet_space(("conv_3x3", "c2sp", "conv_1x1"))
-    result = DartsStrategy(epochs=2, penalty_metric="params", penalty_lambda=50.0, a_lr=0.05,
-                           **FAST).search(space, data, tmp_path)
+    result = DartsStrategy(
+        epochs=2, penalty_metric="params", penalty_lambda=50.0, a_lr=0.05, **FAST
+    ).search(space, data, tmp_path)
     cheapest = CostTable(space.decisions()).cheapest("params")
     arch = result.best.architecture
     for decision, index in zip(space.decisions(), cheapest, strict=True):
