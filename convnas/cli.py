@@ -16,7 +16,7 @@ from convnas.errors import ConvNASError
 __all__ = ["build_parser", "main"]
 
 # Each module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMAND_MODULES = ("search", "ops", "osep_plan", "costs")
+COMMAND_MODULES = ("search", "ops", "osep_plan", "costs", "train", "export", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -87,7 +87,9 @@ def even_pad(
     """
     k = _check_kernel_size(kernel_size)
     s = pair(stride, "stride")
-    groups = _group_pads(input.shape[1], k, s, symmetric, tuple(input.shape[-2:]))
+    # int(): under torch.jit.trace and ONNX export the sizes are traced values
+    height, width = (int(v) for v in input.shape[-2:])
+    groups = _group_pads(int(input.shape[1]), k, s, symmetric, (height, width))
     parts = [F.pad(input[:, a:b], pads) for a, b, pads in groups if b > a]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
