@@ -36,6 +36,15 @@ PathLike = str | os.PathLike
 _CHECKPOINT_FORMAT = "convnas/checkpoint/v1"
 
 
+def _default_mode(path: pathlib.Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success fsync it and rename it to ``path``."""
@@ -45,6 +54,7 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _default_mode(path))  # mkstemp creates 0600; keep the usual permissions
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()

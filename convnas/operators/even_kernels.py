@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.operators.kernel_dispatch import gpu_kernels_for
 from convnas.operators.operator_registry import register_operator
 from convnas.operators.padding import (
     channel_quarters,
@@ -200,6 +201,10 @@ class EvenConv2d(nn.Module):
         return text
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernels = gpu_kernels_for(x)
+        if kernels is not None and self.symmetric:
+            # the offsets go into the kernel's addressing: no padded copy of the input
+            return kernels.even_conv2d(x, self.weight, self.bias, self.stride, self.group_pads())
         return even_conv2d(x, self.weight, self.bias, self.stride, self.symmetric)
 
 
@@ -290,7 +295,13 @@ def _register(name: str, kernel_size: int, symmetric: bool) -> None:
             "padding (shows the shift problem)."
         )
     register_operator(
-        name, family="even", kind="conv", paper=_PAPER, strides=(1, 2), search_space=space
+        name,
+        family="even",
+        kind="conv",
+        paper=_PAPER,
+        strides=(1, 2),
+        search_space=space,
+        gpu_kernel=symmetric,
     )(factory)
 
 

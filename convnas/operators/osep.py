@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.operators.kernel_dispatch import gpu_kernels_for
 from convnas.operators.operator_registry import register_operator
 from convnas.operators.osep_plan import POLICIES, OSepPlan, osep_plan
 
@@ -140,6 +141,13 @@ class OSepConv2d(nn.Module):
         return s + f", params={p.params}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernels = gpu_kernels_for(x)
+        if kernels is not None:  # shuffle, channel padding and dropping folded into indexing
+            for layer, conv in zip(self.plan.layers, self.convs, strict=True):
+                x = kernels.osep_group_conv(
+                    x, conv.weight, layer.groups, layer.output_index, conv.stride, conv.padding
+                )
+            return x
         for layer, conv in zip(self.plan.layers, self.convs, strict=True):
             if layer.in_pad:
                 x = F.pad(x, (0, 0, 0, 0, 0, layer.in_pad))
@@ -158,6 +166,7 @@ def _register_fixed(kernel_size: int) -> None:
         f"osep_{kernel_size}x{kernel_size}",
         family="osep",
         kind="conv",
+        gpu_kernel=True,
         paper=_PAPER,
         search_space=_SPACE,
     )
@@ -198,6 +207,7 @@ for _k in (3, 5):
     "osep",
     family="osep",
     kind="conv",
+    gpu_kernel=True,
     paper=_PAPER,
     search_space={**_SPACE, "kernel_size": (3, 5, 7)},
 )

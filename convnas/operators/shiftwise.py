@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.operators.kernel_dispatch import gpu_kernels_for
 from convnas.operators.operator_registry import register_operator
 from convnas.operators.padding import same_padding
 from convnas.operators.shiftwise_tables import (
@@ -155,6 +156,16 @@ class ShiftwiseConv2d(nn.Module):
         """``(Y_H, Y_V, Y_I)`` of the rep channels ``x_rep`` before BatchNorm (section 4.4)."""
         height, width = x_rep.shape[-2:]
         z = self.small_conv(x_rep)
+        kernels = gpu_kernels_for(z)
+        if kernels is not None:  # one fused gather for the three branches, no atomics
+            return kernels.shift_add(
+                z,
+                self.perm_h_index,
+                self.perm_v_index,
+                self.ident_index,
+                self.big_kernel,
+                self.small_kernel,
+            )
         offsets = slot_offsets(self.big_kernel, self.small_kernel)
         e = z_margin(self.small_kernel)
         y_h = shift_add_columns(gather_slots(z, self.perm_h_index), offsets, e, height, width)
@@ -255,6 +266,7 @@ class ShiftwiseSeparable(nn.Module):
     "sw",
     family="shiftwise",
     kind="conv",
+    gpu_kernel=True,
     paper=_PAPER,
     strides=(1,),
     channel_change=False,
@@ -296,6 +308,7 @@ def _sw(
     "sw_sep",
     family="shiftwise",
     kind="conv",
+    gpu_kernel=True,
     paper=_PAPER,
     strides=(1, 2),
     channel_change=True,
