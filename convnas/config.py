@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from convnas.errors import ConfigError, ConvNASError
 from convnas.io import read_yaml
+from convnas.search_space.darts_space import DARTS_PRIMITIVES
 from convnas.strategies.darts import DartsSettings
 from convnas.strategies.evaluators import SupernetEvaluator, TrainEvaluator
 from convnas.strategies.optuna_search import OptunaSettings
@@ -77,16 +78,7 @@ class DartsSpaceConfig(_Strict):
     """The ``darts`` cell space."""
 
     kind: Literal["darts"]
-    candidates: Candidates = [
-        "none",
-        "max_pool_3x3",
-        "avg_pool_3x3",
-        "skip_connect",
-        "sep_conv_3x3",
-        "sep_conv_5x5",
-        "dil_conv_3x3",
-        "dil_conv_5x5",
-    ]
+    candidates: Candidates = list(DARTS_PRIMITIVES)
     channels: int = Field(16, ge=2)
     layers: int = Field(8, ge=1)
     steps: int = Field(4, ge=1)

@@ -171,6 +171,20 @@ def unrolled_arch_gradient(
     ]
 
 
+@dataclass
+class _Training:
+    """What one DARTS epoch works on."""
+
+    supernet: Supernet
+    model: torch.nn.Module  # the supernet, or its DistributedDataParallel wrapper
+    w_opt: torch.optim.Optimizer
+    a_opt: torch.optim.Optimizer
+    penalty: Any
+    weight_names: dict[int, str]
+    ctx: Any
+    device: torch.device
+
+
 class DartsStrategy(SearchStrategy):
     """DARTS (bilevel, first or second order) over any registered search space."""
 
@@ -196,8 +210,6 @@ class DartsStrategy(SearchStrategy):
             ctx.close()
 
     def _search(self, space, data, run_dir, resume, ctx, device) -> SearchResult:
-        from convnas.data import make_loader
-
         s = self.settings
         torch.manual_seed(s.seed)
         random.seed(s.seed)
@@ -255,22 +267,11 @@ class DartsStrategy(SearchStrategy):
                 supernet = torch.nn.SyncBatchNorm.convert_sync_batchnorm(supernet)
                 weight_names = {id(p): n for n, p in supernet.named_parameters()}
             model = DistributedDataParallel(supernet, find_unused_parameters=s.mode == "gumbel")
+        run = _Training(supernet, model, w_opt, a_opt, penalty, weight_names, ctx, device)
         for epoch in range(start_epoch, s.epochs):
             try:
-                record = self._epoch(
-                    epoch,
-                    data,
-                    supernet,
-                    model,
-                    a_opt,
-                    w_opt,
-                    sched,
-                    penalty,
-                    weight_names,
-                    ctx,
-                    device,
-                    make_loader,
-                )
+                record = self._epoch(epoch, data, run)
+                sched.step()
             except TrainingDivergedError as exc:
                 last = (
                     f"after epoch {history[-1]['epoch']}"
@@ -309,23 +310,13 @@ class DartsStrategy(SearchStrategy):
             write_json(run_dir / "alphas.json", history)
         return self._finish(space, supernet, history, run_dir, data, write=ctx.is_main)
 
-    def _epoch(
-        self,
-        epoch,
-        data,
-        supernet,
-        model,
-        a_opt,
-        w_opt,
-        sched,
-        penalty,
-        weight_names,
-        ctx,
-        device,
-        make_loader,
-    ) -> dict[str, Any]:
+    def _epoch(self, epoch: int, data: Any, run: _Training) -> dict[str, Any]:
         """One epoch of alternating architecture and weight steps; returns its record."""
+        from convnas.data import make_loader
+
         s = self.settings
+        supernet, model, ctx, device = run.supernet, run.model, run.ctx, run.device
+        a_opt, w_opt, penalty, weight_names = run.a_opt, run.w_opt, run.penalty, run.weight_names
         train_loader = make_loader(
             data.train,
             s.batch_size,
@@ -381,7 +372,6 @@ class DartsStrategy(SearchStrategy):
             loss_sum += float(loss.detach()) * int(y.numel())
             if s.progress and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        sched.step()
         val_loss, val_acc = evaluate(supernet, val_loader, device, max_batches=steps)
         return {
             "epoch": epoch + 1,
