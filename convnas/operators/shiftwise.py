@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
@@ -153,11 +154,19 @@ class ShiftwiseConv2d(nn.Module):
         )
 
     def branches(self, x_rep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(Y_H, Y_V, Y_I)`` of the rep channels ``x_rep`` before BatchNorm (section 4.4)."""
-        height, width = x_rep.shape[-2:]
-        z = self.small_conv(x_rep)
-        kernels = gpu_kernels_for(z)
+        """``(Y_H, Y_V, Y_I)`` of the rep channels ``x_rep`` before BatchNorm (section 4.4).
+
+        On CUDA the fused shift-add kernel computes them from the small conv's output. On CPU
+        the three exact depthwise strip convolutions do (about 4x faster there than the
+        slice-and-add of :meth:`branches_gather`, which defines the operator). On the ``meta``
+        device (the cost model) the definition runs, so costs follow the paper's convention:
+        the small conv's MACs, the shift-add free.
+        """
+        if x_rep.is_meta:
+            return self.branches_gather(x_rep)
+        kernels = gpu_kernels_for(x_rep)
         if kernels is not None:  # one fused gather for the three branches, no atomics
+            z = self.small_conv(x_rep)
             return kernels.shift_add(
                 z,
                 self.perm_h_index,
@@ -166,6 +175,18 @@ class ShiftwiseConv2d(nn.Module):
                 self.big_kernel,
                 self.small_kernel,
             )
+        rep = self.rep_channels
+        out = []
+        for weight, pads in zip(self.dense_kernels(), self.dense_pads(), strict=True):
+            out.append(F.conv2d(F.pad(x_rep, pads), weight, groups=rep))
+        return out[0], out[1], out[2]
+
+    def branches_gather(
+        self, x_rep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The branches by the definition: small conv, then slice-and-add per tiling and slot."""
+        height, width = x_rep.shape[-2:]
+        z = self.small_conv(x_rep)
         offsets = slot_offsets(self.big_kernel, self.small_kernel)
         e = z_margin(self.small_kernel)
         y_h = shift_add_columns(gather_slots(z, self.perm_h_index), offsets, e, height, width)

@@ -59,6 +59,8 @@ def test_branches_equal_dense_strip_convs(big, small, channels, ghost_ratio):
     x_rep = x[:, m.rep_index]
     got = m.branches(x_rep)
     want = _dense_branches(m, x_rep)
+    for a, b in zip(m.branches_gather(x_rep), want, strict=True):  # the definition
+        torch.testing.assert_close(a, b)
     for g, r in zip(got, want, strict=True):
         assert g.shape == (2, m.rep_channels, 6, 7)
         torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
