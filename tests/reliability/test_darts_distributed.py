@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
 import torch
-import yaml
 
-from convnas.io import load_checkpoint
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-CONFIG = {
-    "seed": 3,
-    "device": "cpu",
-    "data": {
-        "dataset": "synthetic",
-        "val_fraction": 0.5,
-        "limit_test": 16,
-        "options": {"num_classes": 4, "input_shape": [3, 8, 8], "size": 256},
-    },
-    "space": {
-        "kind": "resnet",
-        "depth": 8,
-        "widths": [4, 8, 8],
-        "candidates": ["conv_3x3", "conv_1x1", "c2sp"],
-    },
-    "strategy": {
-        "kind": "darts",
-        "epochs": 2,
-        "batch_size": 32,
-        "steps_per_epoch": 3,
-        "a_lr": 0.01,
-    },
-    "output": {"progress": False, "report": False},
-}
+from tests.reliability.darts_setup import darts_config, final_alphas, subprocess_env, write_config
 
 
 def _run(cmd: list[str], cwd: pathlib.Path) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 
@@ -55,16 +27,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _alphas(run: pathlib.Path) -> dict[str, torch.Tensor]:
-    state = load_checkpoint(run / "darts_checkpoint.pt")
-    return {k: v for k, v in state["supernet"].items() if k.startswith("arch.alphas")}
-
-
 def test_torchrun_two_processes_match_one_process(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available in this build")
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(yaml.safe_dump(dict(CONFIG, output={**CONFIG["output"], "root": str(tmp_path)})))
+    write_config(cfg, darts_config(tmp_path))
     _run([sys.executable, "-m", "convnas", "search", str(cfg), "--name", "single"], tmp_path)
     _run(
         [
@@ -86,7 +53,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
         ],
         tmp_path,
     )
-    single, ddp = _alphas(tmp_path / "single"), _alphas(tmp_path / "ddp")
+    single, ddp = final_alphas(tmp_path / "single"), final_alphas(tmp_path / "ddp")
     assert single.keys() == ddp.keys() and single
     a = torch.cat([single[k] for k in sorted(single)])
     b = torch.cat([ddp[k] for k in sorted(single)])

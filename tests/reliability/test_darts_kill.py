@@ -19,60 +19,27 @@ from convnas.errors import TrainingDivergedError
 from convnas.io import load_checkpoint
 from convnas.search_space.space_registry import get_space
 from convnas.strategies.darts import DartsStrategy
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-CONFIG = {
-    "seed": 1,
-    "device": "cpu",
-    "data": {
-        "dataset": "synthetic",
-        "val_fraction": 0.5,
-        "limit_test": 16,
-        "options": {"num_classes": 4, "input_shape": [3, 8, 8], "size": 256},
-    },
-    "space": {
-        "kind": "resnet",
-        "depth": 8,
-        "widths": [4, 8, 8],
-        "candidates": ["conv_3x3", "conv_1x1", "c2sp"],
-    },
-    "strategy": {
-        "kind": "darts",
-        "epochs": 6,
-        "batch_size": 16,
-        "steps_per_epoch": 4,
-        "a_lr": 0.01,
-    },
-    "output": {"progress": False, "report": False},
-}
+from tests.reliability.darts_setup import darts_config, final_alphas, subprocess_env, write_config
 
 
 def _command(cfg: pathlib.Path, name: str) -> list[str]:
     return [sys.executable, "-m", "convnas", "search", str(cfg), "--name", name, "--resume"]
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-
-
-def _alphas(run: pathlib.Path) -> dict[str, torch.Tensor]:
-    state = load_checkpoint(run / "darts_checkpoint.pt")
-    assert state["epoch"] == CONFIG["strategy"]["epochs"]
-    return {k: v for k, v in state["supernet"].items() if k.startswith("arch.alphas")}
-
-
 def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
     cfg = tmp_path / "darts.yaml"
-    cfg.write_text(yaml.safe_dump(dict(CONFIG, output={**CONFIG["output"], "root": str(tmp_path)})))
+    write_config(cfg, darts_config(tmp_path, epochs=6, batch_size=16, steps_per_epoch=4))
     started = time.monotonic()
-    subprocess.run(_command(cfg, "clean"), env=_env(), check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        _command(cfg, "clean"), env=subprocess_env(), check=True, capture_output=True, timeout=300
+    )
     clean_seconds = time.monotonic() - started
     rng = random.Random(20261123)
     kills = 0
     for _ in range(5):  # kill at random points, then let the last resume finish
         proc = subprocess.Popen(
             _command(cfg, "killed"),
-            env=_env(),
+            env=subprocess_env(),
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -86,11 +53,11 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
         else:
             assert proc.returncode == 0, proc.stderr.read().decode()[-3000:]
     subprocess.run(
-        _command(cfg, "killed"), env=_env(), check=True, capture_output=True, timeout=300
+        _command(cfg, "killed"), env=subprocess_env(), check=True, capture_output=True, timeout=300
     )
     assert kills >= 1, "no kill happened; the delays are too long for this machine"
     run = tmp_path / "killed"
-    clean, killed = _alphas(tmp_path / "clean"), _alphas(run)
+    clean, killed = final_alphas(tmp_path / "clean", 6), final_alphas(run, 6)
     for key in clean:
         torch.testing.assert_close(killed[key], clean[key], rtol=0, atol=0)
     history = yaml.safe_load((run / "alphas.json").read_text())
