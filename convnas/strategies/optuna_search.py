@@ -5,7 +5,9 @@ hyper-parameters), measures its costs with the cost model before any training, r
 constraints with ``Trial.set_constraint`` (infeasible trials are not trained), and scores it with
 an evaluator. The study lives in an Optuna storage (SQLite in the run directory by default, any
 RDB or Journal URL by setting), so several workers, on one machine or many, share one study;
-a worker's trial whose heartbeat stops is failed and re-queued by the storage.
+a worker's trial whose heartbeat stops is failed and re-queued (see ``docs/scaling.md``). The
+study ends with exactly ``n_trials`` COMPLETE trials: no worker starts a trial beyond that, and
+none exits while another's trial may still need a retry.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import contextlib
 import csv
 import io
 import logging
+import os
 import pathlib
+import socket
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,6 +49,9 @@ OBJECTIVES = {
     "train_memory": "minimize",
 }
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "bruteforce")
+NODE_INDEX_ENV = "CONVNAS_NODE_INDEX"
+_CAUGHT = (TrainingDivergedError, torch.OutOfMemoryError, MemoryError)  # fail the trial only
+_POLL_S = 0.5  # how often a waiting worker looks at the study again
 CONSTRAINTS = {"max_params": "params", "max_macs": "macs", "max_train_memory": "train_memory"}
 
 
@@ -67,7 +75,9 @@ class OptunaSettings:
     ``storage`` is an Optuna URL (``sqlite:///...``, ``postgresql://...``, ``mysql://...``) or
     ``journal:PATH`` for a Journal file; None means SQLite at ``RUN_DIR/study.db``.
     Workers of one study share every setting but ``worker_index``, which varies the sampler's
-    random stream.
+    random stream. A RUNNING trial beats every ``heartbeat_interval`` seconds; one silent for
+    ``grace_period`` seconds is failed and queued again, at most ``max_retry`` times
+    (:mod:`convnas.strategies.heartbeat`).
     """
 
     n_trials: int = 30
@@ -133,6 +143,13 @@ class OptunaSettings:
         for key in ("population_size", "memory_batch_size", "heartbeat_interval", "grace_period"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"must be >= 1, but got {getattr(self, key)}", key=key)
+        if self.grace_period <= self.heartbeat_interval:
+            raise ConfigError(
+                f"grace_period > heartbeat_interval must hold (a live trial beats every "
+                f"heartbeat_interval seconds), but got grace_period={self.grace_period}, "
+                f"heartbeat_interval={self.heartbeat_interval}",
+                key="grace_period",
+            )
 
     @property
     def hparams_sampled(self) -> bool:
@@ -156,14 +173,27 @@ class OptunaSettings:
 
 
 def make_storage(url: str, settings: OptunaSettings) -> Any:
-    """An Optuna storage for ``url``; RDB storages get heartbeats and stale-trial retry."""
-    optuna = _optuna()
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
+    """An Optuna storage for ``url``, with heartbeats and stale-trial retry on every kind.
 
+    RDB URLs use Optuna's own heartbeat; ``journal:PATH`` gets ours (Optuna's Journal storage
+    has none). See :mod:`convnas.strategies.heartbeat`.
+    """
+    _optuna()
+    from convnas.strategies import heartbeat
+
+    retry = heartbeat.RetryStaleTrial(settings.max_retry, complete_attr="architecture")
+    if url.startswith("journal:"):
         path = pathlib.Path(url[len("journal:") :]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        backend = heartbeat.TornTailSafeJournalFileBackend(
+            str(path), lock_grace_period=max(3, settings.grace_period)
+        )
+        return heartbeat.HeartbeatJournalStorage(
+            backend,
+            heartbeat_interval=settings.heartbeat_interval,
+            grace_period=settings.grace_period,
+            stale_trial_callback=retry,
+        )
     if "://" not in url:
         raise ConfigError(
             f"expected an Optuna storage URL (sqlite:///PATH, postgresql://..., mysql://...) or "
@@ -171,22 +201,47 @@ def make_storage(url: str, settings: OptunaSettings) -> Any:
             key="strategy.storage",
         )
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=settings.heartbeat_interval,
-        grace_period=settings.grace_period,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            settings.max_retry
-        ),
-    )
+    try:
+        return heartbeat.StaleAwareRDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=settings.heartbeat_interval,
+            grace_period=settings.grace_period,
+            heartbeat_stale_trial_callback=retry,
+        )
+    except ImportError as exc:
+        raise OptionalDependencyError(
+            _DRIVERS.get(url.split(":", 1)[0].split("+", 1)[0], "a database driver"),
+            f"the storage {url.split('://', 1)[0]}://",
+        ) from exc
+
+
+_DRIVERS = {"postgresql": "psycopg2-binary", "mysql": "pymysql"}
+
+
+def node_index() -> int:
+    """This machine's index among those sharing one study: ``CONVNAS_NODE_INDEX`` (default 0).
+
+    It only varies the sampler's random stream, so that nodes running the same command draw
+    different proposals; the study and its results are shared either way.
+    """
+    raw = os.environ.get(NODE_INDEX_ENV, "0")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 10_000:
+        raise ConfigError(f"{NODE_INDEX_ENV} must be an integer in [0, 10000), but got {raw!r}")
+    return value
 
 
 def make_sampler(settings: OptunaSettings) -> Any:
     """The sampler named in the settings; Optuna 5 samplers read ``Trial.set_constraint``."""
     optuna = _optuna()
-    # Workers of one study draw different proposals: the sampler seed includes the worker index.
-    name, seed = settings.sampler, settings.seed * 1000 + settings.worker_index
+    # Workers of one study draw different proposals: the sampler seed includes the worker index
+    # (local workers) and the node index (machines running the same command; docs/scaling.md).
+    seed = settings.seed * 1000 + node_index() * 100 + settings.worker_index
+    name = settings.sampler
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=settings.population_size, seed=seed)
     if name == "nsga3":
@@ -268,34 +323,74 @@ class OptunaStrategy(SearchStrategy):
                 space, data, run_dir, seed=s.seed, device=device, show_progress=s.progress
             )
         self._space, self._cost_cache, self._score_cache = space, {}, {}
-        catch = (TrainingDivergedError, torch.OutOfMemoryError, MemoryError)
-        callbacks = [_StopWhenDone(s.n_trials, s.max_failed or 2 * s.n_trials + 5)]
+        self._worker = f"{socket.gethostname()}:{os.getpid()}"
         bar = None
         if s.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(
-                total=s.n_trials,
-                initial=min(done, s.n_trials),
-                desc="trials",
-                dynamic_ncols=True,
-                disable=None,
-            )
-            callbacks.append(
-                lambda st, tr: bar.update(1 if tr.state == optuna.trial.TrialState.COMPLETE else 0)
-            )
+            bar = tqdm(total=s.n_trials, desc="trials", dynamic_ncols=True, disable=None)
         started = time.time()
-        if _count(study, optuna.trial.TrialState.COMPLETE) < s.n_trials:
-            study.optimize(
-                self._objective,
-                callbacks=callbacks,
-                catch=catch,
-                timeout=s.timeout,
-                gc_after_trial=False,
-            )
-        if bar is not None:
-            bar.close()
+        try:
+            self._run_until_done(study, bar)
+        finally:
+            if bar is not None:
+                bar.close()
         return self.collect(study, run_dir, time.time() - started)
+
+    def _run_until_done(self, study: Any, bar: Any = None) -> None:
+        """Run trials until the study holds ``n_trials`` COMPLETE trials and nothing is left
+        RUNNING or WAITING.
+
+        Every worker runs this loop. Stale trials (of killed workers) are failed and queued
+        again first; a worker whose trial would exceed ``n_trials`` (counting the RUNNING trials
+        of other workers) waits instead, so that it is still there to run the retry of a trial
+        whose worker dies.
+        """
+        optuna = _optuna()
+        from convnas.strategies.heartbeat import reap_stale_trials
+
+        s, state = self.settings, optuna.trial.TrialState
+        deadline = None if s.timeout is None else time.monotonic() + s.timeout
+        max_failed = s.max_failed or 2 * s.n_trials + 5
+        while True:
+            reap_stale_trials(study)
+            counts = Counter(t.state for t in study.get_trials(deepcopy=False))
+            if bar is not None:
+                bar.update(min(counts[state.COMPLETE], s.n_trials) - bar.n)
+            if counts[state.COMPLETE] >= s.n_trials and not (
+                counts[state.RUNNING] or counts[state.WAITING]
+            ):
+                return
+            if counts[state.FAIL] >= max_failed:
+                logger.error("stopping: %d trials failed (max_failed)", counts[state.FAIL])
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.warning("stopping: timeout of %s s reached", s.timeout)
+                return
+            if counts[state.WAITING] or counts[state.COMPLETE] + counts[state.RUNNING] < s.n_trials:
+                self._optimize_one(study)
+            else:
+                time.sleep(_POLL_S)
+
+    def _optimize_one(self, study: Any) -> None:
+        """Run one trial. If its heartbeat was so late that another worker failed it (and queued
+        it again), recording its result fails; that is logged, not fatal."""
+        self._current, self._ended_cleanly = None, False
+        try:
+            study.optimize(self._objective, n_trials=1, catch=_CAUGHT, gc_after_trial=False)
+        except Exception as exc:
+            if not (self._ended_cleanly and self._current is not None):
+                raise  # the objective itself failed with an error we do not catch
+            trial = next(t for t in study.get_trials(deepcopy=False) if t.number == self._current)
+            if trial.state.name != "FAIL":
+                raise
+            logger.warning(
+                "trial %d was failed by another worker while it ran here (its heartbeat came "
+                "later than grace_period=%s s; consider raising it) and has been queued again: %s",
+                trial.number,
+                self.settings.grace_period,
+                exc,
+            )
 
     def _costs(self, arch: Architecture) -> dict[str, float]:
         key = arch.to_yaml()
@@ -317,19 +412,47 @@ class OptunaStrategy(SearchStrategy):
 
     def _objective(self, trial: Any) -> list[float]:
         optuna = _optuna()
+        self._current, self._ended_cleanly = trial.number, False
+        try:
+            values = self._run_trial(trial)
+        except (optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError, *_CAUGHT):
+            self._ended_cleanly = True
+            raise
+        self._ended_cleanly = True
+        return values
+
+    def _run_trial(self, trial: Any) -> list[float]:
+        optuna = _optuna()
         s = self.settings
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-        others = [
-            t
-            for t in trial.study.get_trials(deepcopy=False, states=states)
-            if t.number != trial.number
-        ]
-        if len(others) >= s.n_trials:
+        from convnas.strategies.heartbeat import mark_alive
+
+        mark_alive(trial, self._worker)
+        # Capacity: COMPLETE trials plus the RUNNING/WAITING ones created before this one. The
+        # order by number is the same for every worker, so of two trials racing for the last
+        # slot exactly one runs; a stale trial keeps its slot until it is failed and retried.
+        state = optuna.trial.TrialState
+        ahead = sum(
+            t.state == state.COMPLETE
+            or (t.state in (state.RUNNING, state.WAITING) and t.number < trial.number)
+            for t in trial.study.get_trials(deepcopy=False)
+        )
+        if ahead >= s.n_trials:
             trial.set_user_attr("note", "not run: the study already has n_trials trials")
             raise optuna.TrialPruned("the study already has n_trials complete or running trials")
+        try:
+            return self._evaluate(trial)
+        except (optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError):
+            raise
+        except Exception as exc:  # recorded, then handled by Optuna: FAIL (caught) or re-raised
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("fail_reason", _describe_failure(exc))
+            raise
+
+    def _evaluate(self, trial: Any) -> list[float]:
+        s = self.settings
         arch = sample_architecture(trial, self._space, sample_hparams=s.hparams_sampled)
+        trial.set_user_attr("architecture", arch.to_dict())  # complete: a retry may rerun it
         costs = self._costs(arch)
-        trial.set_user_attr("architecture", arch.to_dict())
         for key, value in costs.items():
             trial.set_user_attr(key, value)
         violations = {
@@ -345,16 +468,12 @@ class OptunaStrategy(SearchStrategy):
             if feasible:
                 trial._convnas_prunable = s.pruner == "median"
                 key = arch.to_yaml()
-                try:
-                    if self._evaluator.deterministic and key in self._score_cache:
-                        accuracy = self._score_cache[key]
-                        trial.set_user_attr("note", "same network as an earlier trial: reused")
-                    else:
-                        accuracy = self._evaluator.score(arch, trial)
-                        self._score_cache[key] = accuracy
-                except (TrainingDivergedError, torch.OutOfMemoryError, MemoryError) as exc:
-                    trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
-                    raise
+                if self._evaluator.deterministic and key in self._score_cache:
+                    accuracy = self._score_cache[key]
+                    trial.set_user_attr("note", "same network as an earlier trial: reused")
+                else:
+                    accuracy = self._evaluator.score(arch, trial)
+                    self._score_cache[key] = accuracy
             else:
                 accuracy = 0.0
                 trial.set_user_attr("note", "infeasible: not trained, accuracy recorded as 0")
@@ -365,6 +484,9 @@ class OptunaStrategy(SearchStrategy):
     def collect(self, study: Any, run_dir: pathlib.Path, wall_time: float = 0.0) -> SearchResult:
         """Write ``trials.csv`` and the Pareto front; return them as a :class:`SearchResult`."""
         optuna = _optuna()
+        from convnas.strategies.heartbeat import reap_stale_trials
+
+        reap_stale_trials(study)  # a search that stopped early may leave a dead worker's trial
         trials = study.get_trials(deepcopy=False)
         _write_trials_csv(run_dir / "trials.csv", trials, self.settings.objectives)
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -381,7 +503,12 @@ class OptunaStrategy(SearchStrategy):
                 strategy=self.name,
             ).save(run_dir / "architectures" / f"pareto_{t.number:04d}.yaml")
             pareto.append(result)
-        failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
+        keep = {f"pareto_{r.trial:04d}.yaml" for r in pareto}
+        for old in (run_dir / "architectures").glob("pareto_*.yaml"):
+            if old.name not in keep:  # on the front of an earlier, shorter run only
+                old.unlink(missing_ok=True)
+        state = optuna.trial.TrialState
+        failed = sum(t.state == state.FAIL for t in trials)
         return SearchResult(
             self.name,
             results,
@@ -390,6 +517,8 @@ class OptunaStrategy(SearchStrategy):
             {
                 "complete": len(complete),
                 "failed": failed,
+                "pruned": sum(t.state == state.PRUNED for t in trials),
+                "retried": sum("retry_of" in t.user_attrs for t in trials),
                 "total": len(trials),
                 "wall_time_s": wall_time,
                 "objectives": list(self.settings.objectives),
@@ -406,19 +535,6 @@ class RandomStrategy(OptunaStrategy):
         if settings.setdefault("sampler", "random") != "random":
             raise ConfigError("the random strategy always uses sampler 'random'", key="sampler")
         super().__init__(**settings)
-
-
-class _StopWhenDone:
-    def __init__(self, n_trials: int, max_failed: int) -> None:
-        self.n_trials, self.max_failed = n_trials, max_failed
-
-    def __call__(self, study: Any, trial: Any) -> None:
-        optuna = _optuna()
-        if _count(study, optuna.trial.TrialState.COMPLETE) >= self.n_trials:
-            study.stop()
-        elif _count(study, optuna.trial.TrialState.FAIL) >= self.max_failed:
-            logger.error("stopping: %d trials failed", self.max_failed)
-            study.stop()
 
 
 @contextlib.contextmanager
@@ -469,8 +585,12 @@ def _write_trials_csv(path: pathlib.Path, trials: list[Any], objectives: tuple[s
             "operators",
             "fail_reason",
             "note",
+            "retry_of",
+            "retried_from",
+            "worker",
         ]
     )
+    retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
     for t in trials:
         duration = (
             (t.datetime_complete - t.datetime_start).total_seconds()
@@ -494,8 +614,31 @@ def _write_trials_csv(path: pathlib.Path, trials: list[Any], objectives: tuple[s
                 *[t.user_attrs.get(k, "") for k in cost_keys],
                 feasible,
                 ops,
-                t.user_attrs.get("fail_reason", ""),
+                _fail_reason(t, retried_as),
                 t.user_attrs.get("note", ""),
+                t.user_attrs.get("retry_of", ""),
+                t.user_attrs.get("retried_from", ""),
+                t.user_attrs.get("worker", ""),
             ]
         )
     atomic_write_text(path, buffer.getvalue())
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return (
+            f"out of memory while training this candidate ({type(exc).__name__}: {exc}); "
+            f"lower the evaluator's batch_size or set max_train_memory"
+        )
+    if isinstance(exc, TrainingDivergedError):
+        return f"training diverged (loss not finite): {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fail_reason(trial: Any, retried_as: dict[int, int]) -> str:
+    if trial.state.name != "FAIL" or "fail_reason" in trial.user_attrs:
+        return trial.user_attrs.get("fail_reason", "")
+    reason = "no heartbeat within grace_period: its worker was killed, crashed or stalled"
+    if trial.number in retried_as:
+        return f"{reason}; retried as trial {retried_as[trial.number]}"
+    return reason
