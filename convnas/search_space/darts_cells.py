@@ -92,6 +92,7 @@ class CellNetwork(nn.Module):
         stem_multiplier: int = 3,
         affine: bool = True,
         reduction_layers: Sequence[int] | None = None,
+        shared: nn.Module | None = None,
     ) -> None:
         super().__init__()
         c_curr = stem_multiplier * channels
@@ -124,6 +125,8 @@ class CellNetwork(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
+        if shared is not None:  # the network owns what its edges share (CSG generators)
+            self.shared = shared
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)

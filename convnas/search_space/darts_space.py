@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from convnas.errors import ArchitectureError, ConfigError
-from convnas.operators import create_operator, operator_info
+from convnas.operators import BuildContext, create_operator, operator_info
 from convnas.search_space.architecture import Architecture, Choice
 from convnas.search_space.darts_cells import CellNetwork, edge_name, edges_of_cell
 from convnas.search_space.space import (
@@ -52,13 +52,16 @@ def darts_edge_op(
     *,
     affine: bool,
     search: bool,
+    context: BuildContext | None = None,
 ) -> nn.Module:
     """One DARTS edge operation: conv operators wrapped ReLU-op-BN, blocks as they are.
 
     In the supernet (``search=True``) pooling is followed by a non-affine BN, as in DARTS.
+    ``context`` holds what the edges of one network share (the CSG slice generator).
     """
     info = operator_info(op)
     kwargs = dict(hparams)
+    context = kwargs.pop("context", context)
     names = info.hparam_names()
     if "affine" not in kwargs and (names is None or "affine" in names):
         kwargs["affine"] = affine
@@ -66,10 +69,10 @@ def darts_edge_op(
         kwargs.pop("affine", None)
         return nn.Sequential(
             nn.ReLU(inplace=False),
-            create_operator(op, channels, channels, stride, **kwargs),
+            create_operator(op, channels, channels, stride, context=context, **kwargs),
             nn.BatchNorm2d(channels, affine=affine),
         )
-    module = create_operator(op, channels, channels, stride, **kwargs)
+    module = create_operator(op, channels, channels, stride, context=context, **kwargs)
     if search and "pool" in op:
         return nn.Sequential(module, nn.BatchNorm2d(channels, affine=False))
     return module
@@ -183,7 +186,7 @@ class DartsSpace(SearchSpace):
         self._decisions = decisions
         return decisions
 
-    def _network(self, factory, affine: bool) -> CellNetwork:
+    def _network(self, factory, affine: bool, context: BuildContext) -> CellNetwork:
         return CellNetwork(
             factory,
             channels=self.channels,
@@ -194,6 +197,7 @@ class DartsSpace(SearchSpace):
             multiplier=self.multiplier,
             stem_multiplier=self.stem_multiplier,
             affine=affine,
+            shared=context.modules,
         )
 
     def build_supernet(self, mode: str = "weighted") -> Supernet:
@@ -201,26 +205,38 @@ class DartsSpace(SearchSpace):
             raise ConfigError("a supernet needs candidates", key="candidates")
         decisions = {d.name: d for d in self.decisions() if d.sites}
         state = ArchState(list(decisions.values()), mode)
+        context = BuildContext()
 
         def factory(name: str, c: int, stride: int, index: int, reduction: bool) -> nn.Module:
             ops = [
-                darts_edge_op(cand.op, cand.hparams, c, stride, affine=self.affine, search=True)
+                darts_edge_op(
+                    cand.op,
+                    cand.hparams,
+                    c,
+                    stride,
+                    affine=self.affine,
+                    search=True,
+                    context=context,
+                )
                 for cand in decisions[name].candidates
             ]
             return MixedOp(ops, name, state)
 
-        return Supernet(self, self._network(factory, self.affine), state)
+        return Supernet(self, self._network(factory, self.affine, context), state)
 
     def build_model(self, arch: Architecture) -> nn.Module:
         kept = {c.decision: c for c in arch.choices}
+        context = BuildContext()
 
         def factory(name: str, c: int, stride: int, index: int, reduction: bool):
             choice = kept.get(name)
             if choice is None:
                 return None
-            return darts_edge_op(choice.op, choice.hparams, c, stride, affine=True, search=False)
+            return darts_edge_op(
+                choice.op, choice.hparams, c, stride, affine=True, search=False, context=context
+            )
 
-        return self._network(factory, True)
+        return self._network(factory, True, context)
 
     def validate(self, arch: Architecture) -> None:
         if arch.space != self.name:

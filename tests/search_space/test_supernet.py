@@ -102,3 +102,12 @@ def test_darts_space_has_14_edges_per_cell_and_derives_two_per_node():
     normal = [c for c in arch.choices if c.decision.startswith("normal")]
     assert [c.decision for c in normal][:2] == ["normal/2<-0", "normal/2<-1"]
     assert normal[0].op == "sep_conv_3x3"
+
+
+def test_darts_networks_own_one_shared_csg_generator():
+    from convnas.operators.csg import SliceGenerator
+
+    space = _darts(["none", "csg_conv_3x3", "skip_connect"])
+    for net in (space.build_supernet(), space.build_model(space.build_supernet().derive())):
+        generators = [m for m in net.modules() if isinstance(m, SliceGenerator)]
+        assert len(generators) == 1
