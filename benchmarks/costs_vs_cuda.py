@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from convnas import list_operators, measure
 from convnas.models import cifar_resnet
-from convnas.models_imagenet import resnet50
+from convnas.models.imagenet_resnet import resnet50
 
 # name, builder, input shape, batch size
 NETWORKS = [

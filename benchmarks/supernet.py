@@ -27,9 +27,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from convnas.search_space.cost_model import measure
-from convnas.search_space.darts_space import DARTS_PRIMITIVES
-from convnas.search_space.space_registry import get_space
+from convnas.costs.measure import measure
+from convnas.search_space import get_space
+from convnas.search_space.darts import DARTS_PRIMITIVES
 
 NEW_OPERATORS = ["c2sp", "do_conv_3x3", "osep_3x3", "csg_conv_3x3", "sw_sep"]
 

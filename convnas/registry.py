@@ -12,12 +12,12 @@ import difflib
 import fnmatch
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
-from convnas.errors import DuplicateNameError, UnknownNameError
+from convnas.errors import ConfigError, DuplicateNameError, UnknownNameError
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "check_keywords"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,3 +170,27 @@ class Registry(Generic[T]):
         finally:
             with self._lock:
                 self._entries = saved
+
+
+def check_keywords(factory: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:
+    """Raise a :class:`ConfigError` naming every keyword ``factory`` does not accept.
+
+    Checking the signature up front (instead of catching ``TypeError`` from the call) keeps a
+    bug inside a constructor a bug, not a "configuration error".
+    """
+    import inspect
+
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and p.name != "self"
+    ]
+    for key in kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; it accepts {sorted(accepted)}"
+            raise ConfigError(f"{what} has no setting {key!r}{hint}", key=key)

@@ -11,7 +11,7 @@ import argparse
 import time
 
 from convnas.data import load_dataset
-from convnas.search_space.space_registry import get_space
+from convnas.search_space import get_space
 from convnas.strategies.darts import DartsStrategy
 
 

@@ -316,7 +316,7 @@ def convert_model(
         ``dry_run`` the report.
 
     Example:
-        >>> from convnas.models_imagenet import resnet50
+        >>> from convnas.models.imagenet_resnet import resnet50
         >>> print(convert_model(resnet50(), "c2sp", dry_run=True).table())  # doctest: +SKIP
     """
     _check_args(op, op_args)
@@ -356,7 +356,7 @@ def convert_model(
     logger.info("convert_model: %d convs replaced by %r", len(new), op)
     if not dry_run:
         return target
-    from convnas.search_space.cost_model import measure
+    from convnas.costs.measure import measure
 
     added = [k for k in ctx.modules.keys() if k not in shared_before]
     before, after = measure(model, input_shape), measure(target, input_shape)

@@ -29,7 +29,7 @@ from torch import nn
 
 from convnas.errors import OperatorArgumentError
 from convnas.operators import BuildContext, list_operators, operator_info
-from convnas.search_space.darts_space import DARTS_PRIMITIVES, darts_edge_op
+from convnas.operators.darts_edge import DARTS_PRIMITIVES, darts_edge_op
 
 __all__ = [
     "DARTS_PRIMITIVES",

@@ -28,7 +28,7 @@ from convnas.kernels._support import (
     memory_format_of,
     route_to_custom_op,
 )
-from convnas.operators.padding import channel_quarters, even_kernel_group_pads, pair
+from convnas.layers.padding import channel_quarters, even_kernel_group_pads, pair
 
 __all__ = ["even_conv2d", "even_conv2d_reference", "quarter_group_pads"]
 

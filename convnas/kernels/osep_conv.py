@@ -31,7 +31,7 @@ from convnas.kernels._support import (
     memory_format_of,
     route_to_custom_op,
 )
-from convnas.operators.padding import pair
+from convnas.layers.padding import pair
 
 __all__ = ["osep_group_conv", "osep_group_conv_reference"]
 

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.layers.padding import pair, same_padding
 from convnas.operators.context import BuildContext, attach_shared
 from convnas.operators.operator_registry import register_operator
-from convnas.operators.padding import pair, same_padding
 
 __all__ = ["MODES", "CSGConv2d", "SliceGenerator", "generator_key"]
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convnas.layers.padding import same_padding
 from convnas.operators.operator_registry import register_operator
-from convnas.operators.padding import same_padding
 
 __all__ = [
     "DilConv",

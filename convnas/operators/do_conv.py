@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.layers.checks import positive_int
+from convnas.layers.padding import pair, same_padding
 from convnas.operators.operator_registry import register_operator
-from convnas.operators.padding import pair, same_padding
 
 __all__ = ["DOConv2d", "DOSepConv2d", "compose_do_kernel", "do_identity"]
 
@@ -61,11 +62,6 @@ def compose_do_kernel(
     d = d_total.reshape(groups, cin_g, mn, d_mul)
     kernel = torch.einsum("gjms,gpjs->gpjm", d, w)
     return kernel.reshape(c_out, cin_g, *kernel_size)
-
-
-def _positive(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise OperatorArgumentError(f"{name} must be a positive int, but got {name}={value!r}")
 
 
 class DOConv2d(nn.Module):
@@ -103,7 +99,7 @@ class DOConv2d(nn.Module):
             ("out_channels", out_channels),
             ("groups", groups),
         ):
-            _positive(name, value)
+            positive_int(name, value)
         if in_channels % groups or out_channels % groups:
             raise OperatorArgumentError(
                 "in_channels % groups == 0 and out_channels % groups == 0 must hold, but got "
@@ -129,7 +125,7 @@ class DOConv2d(nn.Module):
         elif d_mul is None:
             d_mul = mn
         else:
-            _positive("d_mul", d_mul)
+            positive_int("d_mul", d_mul)
             if d_mul < mn:
                 raise OperatorArgumentError(
                     "d_mul >= kernel_size[0]*kernel_size[1] must hold (a smaller D_mul makes the "
@@ -238,7 +234,7 @@ class DOSepConv2d(nn.Module):
         self.depthwise = DOConv2d(
             in_channels, in_channels, kernel_size, stride, groups=in_channels, d_mul=d_mul, **kw
         )
-        _positive("out_channels", out_channels)
+        positive_int("out_channels", out_channels)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

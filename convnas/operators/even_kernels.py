@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
-from convnas.operators.kernel_dispatch import gpu_kernels_for
-from convnas.operators.operator_registry import register_operator
-from convnas.operators.padding import (
+from convnas.layers.padding import (
     channel_quarters,
     even_kernel_group_pads,
     pair,
     tf_same_pads,
 )
+from convnas.operators.kernel_dispatch import gpu_kernels_for
+from convnas.operators.operator_registry import register_operator
 
 __all__ = ["DOWNSAMPLE_MODES", "EvenConv2d", "PooledEvenConv2d", "even_conv2d", "even_pad"]
 

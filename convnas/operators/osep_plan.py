@@ -21,6 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from convnas.errors import OperatorArgumentError
+from convnas.layers.checks import positive_int, positive_pair
 
 __all__ = ["POLICIES", "OSepLayer", "OSepPlan", "osep_plan"]
 
@@ -154,21 +155,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise OperatorArgumentError(f"{name} must be a positive int, but got {value!r}")
-    return value
-
-
-def _pair(name: str, value: Any) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        return (_positive_int(f"{name}[0]", value[0]), _positive_int(f"{name}[1]", value[1]))
-    if isinstance(value, int) and not isinstance(value, bool):
-        _positive_int(name, value)
-        return (value, value)
-    raise OperatorArgumentError(f"{name} must be a positive int or a pair of them, got {value!r}")
-
-
 def osep_plan(
     in_channels: int,
     out_channels: int,
@@ -205,10 +191,10 @@ def osep_plan(
     Raises:
         OperatorArgumentError: any argument out of range; the message names the rule.
     """
-    cin = _positive_int("in_channels", in_channels)
-    cout = _positive_int("out_channels", out_channels)
-    kernel = _pair("kernel_size", kernel_size)
-    strides = _pair("stride", stride)
+    cin = positive_int("in_channels", in_channels)
+    cout = positive_int("out_channels", out_channels)
+    kernel = positive_pair("kernel_size", kernel_size)
+    strides = positive_pair("stride", stride)
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
         raise OperatorArgumentError(f"gamma must be a number > 0, but got gamma={gamma!r}")
     if not math.isfinite(gamma):
@@ -373,7 +359,7 @@ def resolve_kernels(
             raise OperatorArgumentError(
                 f"kernels must hold one kernel per layer (n_sep={n}), but got {preset!r}"
             )
-        ks = tuple(_pair(f"kernels[{i}]", v) for i, v in enumerate(preset))
+        ks = tuple(positive_pair(f"kernels[{i}]", v) for i, v in enumerate(preset))
         for axis, name in enumerate(("height", "width")):
             total = sum(kk[axis] for kk in ks)
             if total != kernel[axis] + n - 1:

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.layers.checks import positive_int
+from convnas.layers.padding import same_padding
 from convnas.operators.kernel_dispatch import gpu_kernels_for
 from convnas.operators.operator_registry import register_operator
-from convnas.operators.padding import same_padding
 from convnas.operators.shiftwise_tables import (
     draw_tables,
     gather_slots,
@@ -49,11 +50,6 @@ _SEARCH_SPACE = {
     "ghost_ratio": (0, 0.23, 0.5),
     "paths": (1, 2),
 }
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise OperatorArgumentError(f"{name} must be a positive int, but got {name}={value!r}")
 
 
 class ShiftwiseConv2d(nn.Module):
@@ -96,7 +92,7 @@ class ShiftwiseConv2d(nn.Module):
             ("edges", edges),
             ("paths", paths),
         ):
-            _positive_int(name, value)
+            positive_int(name, value)
         if out_channels is not None and out_channels != in_channels:
             raise OperatorArgumentError(
                 f"ShiftwiseConv2d is depthwise, so out_channels == in_channels must hold, but got "
@@ -260,7 +256,7 @@ class ShiftwiseSeparable(nn.Module):
         **sw_args: Any,
     ) -> None:
         super().__init__()
-        _positive_int("out_channels", out_channels)
+        positive_int("out_channels", out_channels)
         if stride not in (1, 2):
             raise OperatorArgumentError(f"stride must be 1 or 2, but got stride={stride!r}")
         self.stride = stride

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from convnas.operators.padding import same_padding
+from convnas.layers.padding import same_padding
 
 __all__ = [
     "ShiftTables",

@@ -11,20 +11,19 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from convnas.errors import ArchitectureError
+from convnas.io import write_json, write_yaml
 
-from convnas.errors import ArchitectureError, ConfigError, ConvNASError
-from convnas.io import read_yaml, write_json, write_yaml
+if TYPE_CHECKING:
+    from convnas.search_space.space import SearchSpace
 
 __all__ = [
     "SCHEMA",
     "Architecture",
     "Choice",
-    "build_model",
     "freeze",
-    "load_architecture",
     "thaw",
 ]
 
@@ -207,10 +206,10 @@ class Architecture:
             arch.validate()
         return arch
 
-    def validate(self) -> None:
-        """Check operators, hyper-parameters and decisions against the registry and the space."""
+    def validate(self, space: SearchSpace | None = None) -> None:
+        """Check operators and hyper-parameters against the operator registry and, when given,
+        the decisions against ``space`` (the caller builds it, e.g. with ``space_of``)."""
         from convnas.operators import operator_info
-        from convnas.search_space.space_registry import get_space
 
         for i, c in enumerate(self.choices):
             try:
@@ -225,13 +224,8 @@ class Architecture:
                         f"choices[{i}].hparams: operator {c.op!r} has no hyper-parameter "
                         f"{', '.join(map(repr, bad))}; it accepts {sorted(allowed) or 'none'}"
                     )
-        try:
-            space = get_space(self.space, **thaw(self.settings))
-        except KeyError as exc:
-            raise ArchitectureError(f"space: {exc}") from None
-        except ConfigError as exc:
-            raise ArchitectureError(f"settings: {exc}") from None
-        space.validate(self)
+        if space is not None:
+            space.validate(self)
 
     def to_yaml(self) -> str:
         import yaml
@@ -264,33 +258,3 @@ def _parse_choice(index: int, raw: Any) -> Choice:
     if not isinstance(hparams, Mapping):
         raise ArchitectureError(f"{where}.hparams: expected a mapping, but got {hparams!r}")
     return Choice(decision=decision, op=op, hparams=hparams)
-
-
-def load_architecture(path: str | pathlib.Path, *, validate: bool = True) -> Architecture:
-    """Read an architecture file (YAML or JSON) and validate it.
-
-    Raises:
-        ArchitectureError: the file is unreadable, truncated or does not describe a valid
-            architecture; the message names the file and the field.
-    """
-    path = pathlib.Path(path)
-    try:
-        data = read_yaml(path)
-    except ConfigError as exc:
-        raise ArchitectureError(str(exc)) from None
-    try:
-        return Architecture.from_dict(data, validate=validate)
-    except ArchitectureError as exc:
-        raise ArchitectureError(f"{path}: {exc}") from None
-
-
-def build_model(arch: Architecture) -> nn.Module:
-    """Build the standalone network an architecture describes."""
-    from convnas.search_space.space_registry import get_space
-
-    try:
-        space = get_space(arch.space, **thaw(arch.settings))
-    except ConvNASError as exc:
-        raise ArchitectureError(f"cannot build {arch.space!r}: {exc}") from None
-    space.validate(arch)
-    return space.build_model(arch)

@@ -1,21 +1,38 @@
-"""The search-space interface: candidates, decisions and the abstract :class:`SearchSpace`."""
+"""The search-space interface: candidates, decisions, the abstract :class:`SearchSpace`, the
+registry of spaces, and building or loading the network an architecture describes."""
 
 from __future__ import annotations
 
 import abc
+import pathlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
-from convnas.errors import ArchitectureError, ConfigError
+from convnas.errors import ArchitectureError, ConfigError, ConvNASError
+from convnas.io import read_yaml
+from convnas.registry import Registry, check_keywords
 from convnas.search_space.architecture import Architecture, Choice, freeze, thaw
 
 if TYPE_CHECKING:
     from convnas.search_space.supernet import Supernet
 
-__all__ = ["Candidate", "Decision", "SearchSpace", "Site", "parse_candidates"]
+__all__ = [
+    "SEARCH_SPACES",
+    "Candidate",
+    "Decision",
+    "SearchSpace",
+    "Site",
+    "build_model",
+    "get_space",
+    "list_spaces",
+    "load_architecture",
+    "parse_candidates",
+    "register_space",
+    "space_of",
+]
 
 
 @dataclass(frozen=True)
@@ -236,3 +253,70 @@ def candidate_fits(op: str, site: Site) -> bool:
     return site.stride in info.strides and (
         site.in_channels == site.out_channels or info.channel_change
     )
+
+
+SEARCH_SPACES: Registry[type[SearchSpace]] = Registry("search space")
+
+
+def register_space(cls: type[SearchSpace], *, replace: bool = False) -> type[SearchSpace]:
+    """Register a :class:`SearchSpace` subclass under its ``name`` (usable as a decorator)."""
+    SEARCH_SPACES.add(cls.name, cls, replace=replace)
+    return cls
+
+
+def list_spaces(pattern: str = "*") -> list[str]:
+    """The names of the registered search spaces matching ``pattern``."""
+    return SEARCH_SPACES.names(pattern)
+
+
+def get_space(name: str, **settings: Any) -> SearchSpace:
+    """Construct the registered space ``name`` with ``settings``.
+
+    Raises:
+        UnknownNameError: no such space (a KeyError listing close matches).
+        ConfigError: a setting is unknown or invalid.
+    """
+    cls = SEARCH_SPACES.get(name)
+    check_keywords(cls, settings, f"search space {name!r}")
+    return cls(**settings)
+
+
+def space_of(arch: Architecture) -> SearchSpace:
+    """The space ``arch`` was drawn from, with the settings it records."""
+    try:
+        return get_space(arch.space, **thaw(arch.settings))
+    except KeyError as exc:
+        raise ArchitectureError(f"space: {exc}") from None
+    except ConfigError as exc:
+        raise ArchitectureError(f"settings: {exc}") from None
+
+
+def load_architecture(path: str | pathlib.Path, *, validate: bool = True) -> Architecture:
+    """Read an architecture file (YAML or JSON) and validate it against its space.
+
+    Raises:
+        ArchitectureError: the file is unreadable, truncated or does not describe a valid
+            architecture; the message names the file and the field.
+    """
+    path = pathlib.Path(path)
+    try:
+        data = read_yaml(path)
+    except ConfigError as exc:
+        raise ArchitectureError(str(exc)) from None
+    try:
+        arch = Architecture.from_dict(data, validate=validate)
+        if validate:
+            arch.validate(space_of(arch))
+    except ArchitectureError as exc:
+        raise ArchitectureError(f"{path}: {exc}") from None
+    return arch
+
+
+def build_model(arch: Architecture) -> nn.Module:
+    """Build the standalone network an architecture describes."""
+    try:
+        space = get_space(arch.space, **thaw(arch.settings))
+    except ConvNASError as exc:
+        raise ArchitectureError(f"cannot build {arch.space!r}: {exc}") from None
+    space.validate(arch)
+    return space.build_model(arch)

@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from convnas.errors import ConfigError
-from convnas.registry import Registry
-from convnas.search_space.architecture import Architecture
+from convnas.registry import Registry, check_keywords
+from convnas.search_space import Architecture
 
 if TYPE_CHECKING:
     from convnas.search_space.space import SearchSpace
@@ -24,6 +23,8 @@ __all__ = [
     "SearchStrategy",
     "config_hash",
     "get_strategy",
+    "list_strategies",
+    "register_strategy",
     "pareto_front",
 ]
 
@@ -89,6 +90,7 @@ class SearchStrategy(abc.ABC):
     """A way to search a space; settings are keyword arguments of the constructor."""
 
     name: ClassVar[str]
+    settings_class: ClassVar[type | None] = None  # the dataclass its keyword settings build
 
     @abc.abstractmethod
     def search(
@@ -97,24 +99,27 @@ class SearchStrategy(abc.ABC):
         """Search ``space`` on ``data`` (a DataBundle), writing everything under ``run_dir``."""
 
 
-def _load_builtin() -> None:
-    from convnas.strategies.darts import DartsStrategy
-
-    STRATEGIES.add(DartsStrategy.name, DartsStrategy)
-    try:
-        from convnas.strategies.optuna_search import OptunaStrategy, RandomStrategy
-    except ImportError:  # the Optuna strategies need the optional optuna package
-        return
-    STRATEGIES.add(OptunaStrategy.name, OptunaStrategy)
-    STRATEGIES.add(RandomStrategy.name, RandomStrategy)
+STRATEGIES: Registry[type[SearchStrategy]] = Registry("strategy")
 
 
-STRATEGIES: Registry[type[SearchStrategy]] = Registry("strategy", loader=_load_builtin)
+def register_strategy(cls: type[SearchStrategy], *, replace: bool = False) -> type[SearchStrategy]:
+    """Register a :class:`SearchStrategy` subclass under its ``name`` (usable as a decorator)."""
+    STRATEGIES.add(cls.name, cls, replace=replace)
+    return cls
+
+
+def list_strategies(pattern: str = "*") -> list[str]:
+    """The names of the registered strategies matching ``pattern``."""
+    return STRATEGIES.names(pattern)
 
 
 def get_strategy(name: str, **settings: Any) -> SearchStrategy:
+    """Construct the registered strategy ``name`` with ``settings``.
+
+    Raises:
+        UnknownNameError: no such strategy (a KeyError listing close matches).
+        ConfigError: a setting is unknown or invalid.
+    """
     cls = STRATEGIES.get(name)
-    try:
-        return cls(**settings)
-    except TypeError as exc:
-        raise ConfigError(f"strategy {name!r}: {exc}") from None
+    check_keywords(cls.settings_class or cls, settings, f"strategy {name!r}")
+    return cls(**settings)

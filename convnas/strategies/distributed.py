@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from convnas.train import resolve_device
+from convnas.strategies.training import resolve_device
 
 __all__ = ["DistContext", "setup_distributed"]
 

@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import abc
 import logging
 import pathlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,24 +21,84 @@ from torch import nn
 
 from convnas.errors import CheckpointError, ConfigError
 from convnas.io import load_checkpoint, save_checkpoint
-from convnas.search_space.architecture import Architecture, build_model
+from convnas.registry import Registry, check_keywords
+from convnas.search_space import Architecture, build_model
 from convnas.search_space.space import SearchSpace
 from convnas.strategies.base import config_hash
-from convnas.train import check_finite, evaluate, progress, train_model
+from convnas.strategies.training import check_finite, evaluate, progress, train_model
 
 __all__ = [
     "EVALUATORS",
+    "Evaluator",
     "SupernetEvaluator",
     "TrainEvaluator",
-    "make_evaluator",
+    "get_evaluator",
+    "list_evaluators",
     "recalibrate_batchnorm",
+    "register_evaluator",
 ]
 
 logger = logging.getLogger(__name__)
 
 
+class Evaluator(abc.ABC):
+    """Scores architectures for a search; settings are keyword arguments of the constructor.
+
+    ``prepare`` runs once per search (and worker) before any score, ``score`` once per
+    architecture. ``deterministic`` says whether two scores of one architecture always agree
+    (then a search never scores it twice).
+    """
+
+    name: ClassVar[str]
+    deterministic: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def prepare(
+        self,
+        space: SearchSpace,
+        data: Any,
+        run_dir: pathlib.Path,
+        *,
+        seed: int,
+        device: torch.device,
+        show_progress: bool,
+    ) -> None:
+        """Get ready to score architectures of ``space`` on ``data``."""
+
+    @abc.abstractmethod
+    def score(self, arch: Architecture, trial: Any = None) -> float:
+        """The accuracy (0..1) of ``arch``; ``trial`` is the Optuna trial, if any."""
+
+
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
+
+
+def register_evaluator(cls: type[Evaluator], *, replace: bool = False) -> type[Evaluator]:
+    """Register an :class:`Evaluator` subclass under its ``name`` (usable as a decorator)."""
+    EVALUATORS.add(cls.name, cls, replace=replace)
+    return cls
+
+
+def list_evaluators(pattern: str = "*") -> list[str]:
+    """The names of the registered evaluators matching ``pattern``."""
+    return EVALUATORS.names(pattern)
+
+
+def get_evaluator(name: str, **settings: Any) -> Evaluator:
+    """Construct the registered evaluator ``name`` with ``settings``.
+
+    Raises:
+        UnknownNameError: no such evaluator (a KeyError listing close matches).
+        ConfigError: a setting is unknown or invalid.
+    """
+    cls = EVALUATORS.get(name)
+    check_keywords(cls, settings, f"evaluator {name!r}")
+    return cls(**settings)
+
+
+@register_evaluator
 @dataclass
-class TrainEvaluator:
+class TrainEvaluator(Evaluator):
     """Train each candidate briefly; score = validation accuracy (0..1)."""
 
     epochs: int = 1
@@ -46,8 +107,8 @@ class TrainEvaluator:
     max_steps: int | None = None
     weight_decay: float = 5e-4
 
-    name = "train"
-    deterministic = False
+    name: ClassVar[str] = "train"
+    deterministic: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -55,8 +116,16 @@ class TrainEvaluator:
         if self.batch_size < 1:
             raise ConfigError(f"must be >= 1, got {self.batch_size}", key="evaluator.batch_size")
 
-    def prepare(self, space: SearchSpace, data: Any, run_dir: pathlib.Path, *, seed: int,
-                device: torch.device, show_progress: bool) -> None:
+    def prepare(
+        self,
+        space: SearchSpace,
+        data: Any,
+        run_dir: pathlib.Path,
+        *,
+        seed: int,
+        device: torch.device,
+        show_progress: bool,
+    ) -> None:
         self._data, self._seed, self._device = data, seed, device
 
     def score(self, arch: Architecture, trial: Any = None) -> float:
@@ -73,10 +142,18 @@ class TrainEvaluator:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: accuracy {accuracy}")
 
         result = train_model(
-            model, self._data, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            max_steps=self.max_steps, weight_decay=self.weight_decay, seed=self._seed,
-            device=self._device, on_epoch=on_epoch if trial is not None and
-            getattr(trial, "_convnas_prunable", False) else None,
+            model,
+            self._data,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            max_steps=self.max_steps,
+            weight_decay=self.weight_decay,
+            seed=self._seed,
+            device=self._device,
+            on_epoch=on_epoch
+            if trial is not None and getattr(trial, "_convnas_prunable", False)
+            else None,
         )
         return float(result.val_accuracy)
 
@@ -98,8 +175,9 @@ def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None
     model.train(was_training)
 
 
+@register_evaluator
 @dataclass
-class SupernetEvaluator:
+class SupernetEvaluator(Evaluator):
     """One-shot scoring with a uniformly trained single-path supernet."""
 
     epochs: int = 5
@@ -110,8 +188,8 @@ class SupernetEvaluator:
     eval_batches: int | None = None
     weight_decay: float = 5e-4
 
-    name = "supernet"
-    deterministic = True  # the score of a path depends only on the trained supernet
+    name: ClassVar[str] = "supernet"
+    deterministic: ClassVar[bool] = True  # a path's score depends only on the trained supernet
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -119,19 +197,36 @@ class SupernetEvaluator:
         if self.bn_batches < 1:
             raise ConfigError(f"must be >= 1, got {self.bn_batches}", key="evaluator.bn_batches")
 
-    def prepare(self, space: SearchSpace, data: Any, run_dir: pathlib.Path, *, seed: int,
-                device: torch.device, show_progress: bool) -> None:
+    def prepare(
+        self,
+        space: SearchSpace,
+        data: Any,
+        run_dir: pathlib.Path,
+        *,
+        seed: int,
+        device: torch.device,
+        show_progress: bool,
+    ) -> None:
         from convnas.data import make_loader
 
         self._data, self._device = data, device
         torch.manual_seed(seed)
         supernet = space.build_supernet("single_path").to(device)
         path = run_dir / "supernet.pt"
-        fingerprint = config_hash(space.name, space.settings(),
-                                  [[c.to_dict() for c in d.candidates] for d in space.decisions()],
-                                  asdict(self), seed)
-        opt = torch.optim.SGD(supernet.weight_parameters(), lr=self.lr, momentum=0.9,
-                              weight_decay=self.weight_decay, nesterov=True)
+        fingerprint = config_hash(
+            space.name,
+            space.settings(),
+            [[c.to_dict() for c in d.candidates] for d in space.decisions()],
+            asdict(self),
+            seed,
+        )
+        opt = torch.optim.SGD(
+            supernet.weight_parameters(),
+            lr=self.lr,
+            momentum=0.9,
+            weight_decay=self.weight_decay,
+            nesterov=True,
+        )
         start = 0
         generator = torch.Generator().manual_seed(seed)
         if path.exists():
@@ -147,13 +242,21 @@ class SupernetEvaluator:
             start = int(state["epoch"])
             logger.info("loaded the supernet trained for %d of %d epochs", start, self.epochs)
         for epoch in range(start, self.epochs):
-            loader = make_loader(data.train, self.batch_size, shuffle=True,
-                                 seed=seed * 7919 + epoch, drop_last=True)
-            steps = len(loader) if self.steps_per_epoch is None else min(
-                len(loader), self.steps_per_epoch)
+            loader = make_loader(
+                data.train, self.batch_size, shuffle=True, seed=seed * 7919 + epoch, drop_last=True
+            )
+            steps = (
+                len(loader)
+                if self.steps_per_epoch is None
+                else min(len(loader), self.steps_per_epoch)
+            )
             supernet.train()
-            bar = progress(loader, enabled=show_progress, total=steps,
-                           desc=f"supernet epoch {epoch + 1}/{self.epochs}")
+            bar = progress(
+                loader,
+                enabled=show_progress,
+                total=steps,
+                desc=f"supernet epoch {epoch + 1}/{self.epochs}",
+            )
             for step, (x, y) in enumerate(bar):
                 if step >= steps:
                     break
@@ -165,18 +268,27 @@ class SupernetEvaluator:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(), 5.0)
                 opt.step()
-            save_checkpoint(path, {"supernet": supernet.state_dict(),
-                                   "optimizer": opt.state_dict(),
-                                   "generator": generator.get_state(), "epoch": epoch + 1,
-                                   "config_hash": fingerprint})
+            save_checkpoint(
+                path,
+                {
+                    "supernet": supernet.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "generator": generator.get_state(),
+                    "epoch": epoch + 1,
+                    "config_hash": fingerprint,
+                },
+            )
         self._supernet = supernet
         self._calibration = [
-            x.to(device) for i, (x, _) in enumerate(
-                make_loader(data.train, self.batch_size, shuffle=True, seed=seed + 1))
+            x.to(device)
+            for i, (x, _) in enumerate(
+                make_loader(data.train, self.batch_size, shuffle=True, seed=seed + 1)
+            )
             if i < self.bn_batches
         ]
-        self._val_loader = make_loader(data.val, max(self.batch_size, 128), shuffle=False,
-                                       seed=seed)
+        self._val_loader = make_loader(
+            data.val, max(self.batch_size, 128), shuffle=False, seed=seed
+        )
 
     @property
     def supernet(self):
@@ -187,20 +299,6 @@ class SupernetEvaluator:
         supernet.set_mode("fixed")
         supernet.set_path(arch)
         recalibrate_batchnorm(supernet, self._calibration)
-        return float(evaluate(supernet, self._val_loader, self._device,
-                              max_batches=self.eval_batches)[1])
-
-
-EVALUATORS = {"train": TrainEvaluator, "supernet": SupernetEvaluator}
-
-
-def make_evaluator(name: str, settings: dict[str, Any]) -> TrainEvaluator | SupernetEvaluator:
-    if name not in EVALUATORS:
-        raise ConfigError(f"must be one of {sorted(EVALUATORS)}, but got {name!r}",
-                          key="evaluator.kind")
-    try:
-        return EVALUATORS[name](**settings)
-    except TypeError as exc:
-        raise ConfigError(f"{exc}", key="evaluator") from None
-
-
+        return float(
+            evaluate(supernet, self._val_loader, self._device, max_batches=self.eval_batches)[1]
+        )

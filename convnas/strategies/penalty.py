@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from convnas.costs.cost_table import CostTable
 from convnas.errors import ConfigError
-from convnas.search_space.cost_table import CostTable
 from convnas.search_space.space import SearchSpace
 from convnas.search_space.supernet import Supernet
 
@@ -31,16 +31,24 @@ class ExpectedCostPenalty:
     """
 
     def __init__(
-        self, space: SearchSpace, supernet: Supernet, metric: str, lam: float, *,
-        device: torch.device | None = None, batch_size: int = 1,
+        self,
+        space: SearchSpace,
+        supernet: Supernet,
+        metric: str,
+        lam: float,
+        *,
+        device: torch.device | None = None,
+        batch_size: int = 1,
     ) -> None:
         decisions = [d for d in space.decisions() if d.sites]
         self.table = CostTable(decisions, batch_size=batch_size)
         self.metric, self.lam, self.supernet = metric, float(lam), supernet
         self.reference = float(sum(max(row) for row in self.table.values(metric)))
         if self.reference <= 0:
-            raise ConfigError(f"every candidate has zero {metric}; the penalty is undefined",
-                              key="strategy.penalty_metric")
+            raise ConfigError(
+                f"every candidate has zero {metric}; the penalty is undefined",
+                key="strategy.penalty_metric",
+            )
         self.device = device
 
     def __call__(self) -> torch.Tensor:

@@ -9,7 +9,7 @@ from torch import nn
 import convnas
 from convnas.errors import OperatorArgumentError
 from convnas.integrations.convert import SHARED_ATTRIBUTE, BiasedOperator, ConversionReport
-from convnas.models_imagenet import resnet50
+from convnas.models.imagenet_resnet import resnet50
 
 # ResNet-50 (torchvision layout): bottleneck 3x3 widths, blocks and output sizes at 224x224.
 STAGES = ((64, 3, 56), (128, 4, 28), (256, 6, 14), (512, 3, 7))

@@ -29,7 +29,7 @@ CHECK = textwrap.dedent(
     import convnas
     from convnas.integrations import darts, nasbench201, nni
     from convnas.operators import OPERATORS
-    from convnas.search_space.darts_space import DartsSpace
+    from convnas.search_space.darts import DartsSpace
     import torch
 
     assert convnas.__file__.startswith(REPO), convnas.__file__

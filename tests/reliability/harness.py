@@ -168,7 +168,7 @@ class Audit:
 def open_study(url: str, study_name: str = "convnas") -> Any:
     import optuna
 
-    from convnas.strategies.optuna_search import OptunaSettings, make_storage
+    from convnas.strategies.optuna import OptunaSettings, make_storage
 
     storage = make_storage(url, OptunaSettings(**HEARTBEAT))
     return optuna.load_study(study_name=study_name, storage=storage)

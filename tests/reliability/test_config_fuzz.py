@@ -7,8 +7,8 @@ import copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convnas.config import build_space, parse_config
 from convnas.errors import ConfigError
+from convnas.run.config import build_space, parse_config
 
 VALID = {
     "name": "fuzz",

@@ -17,7 +17,7 @@ import yaml
 from convnas.data import load_dataset
 from convnas.errors import TrainingDivergedError
 from convnas.io import load_checkpoint
-from convnas.search_space.space_registry import get_space
+from convnas.search_space import get_space
 from convnas.strategies.darts import DartsStrategy
 from tests.reliability.darts_setup import darts_config, final_alphas, subprocess_env, write_config
 
@@ -83,7 +83,7 @@ def test_nan_stops_darts_with_the_last_good_checkpoint_intact(tmp_path, monkeypa
         input_shape=[3, 8, 8],
     )
     settings = dict(epochs=3, batch_size=16, steps_per_epoch=2, progress=False, device="cpu")
-    import convnas.strategies.darts as darts_module
+    import convnas.strategies.darts.strategy as darts_module
 
     real = darts_module.F.cross_entropy
     calls = {"n": 0}

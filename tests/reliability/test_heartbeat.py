@@ -15,16 +15,16 @@ import torch
 
 from convnas.data import load_dataset
 from convnas.errors import ConfigError
-from convnas.search_space.space_registry import get_space
+from convnas.search_space import get_space
 from convnas.strategies import heartbeat
 from convnas.strategies.evaluators import TrainEvaluator
-from convnas.strategies.optuna_search import (
+from convnas.strategies.optuna import (
     OptunaSettings,
     OptunaStrategy,
     make_storage,
     node_index,
 )
-from convnas.strategies.optuna_space import sample_architecture
+from convnas.strategies.optuna.sampling import sample_architecture
 
 optuna = pytest.importorskip("optuna")
 # study.ask() outside Study.optimize stands for a worker's trial here; Optuna warns about that.

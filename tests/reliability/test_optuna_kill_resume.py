@@ -121,8 +121,8 @@ def test_kills_during_supernet_training_and_checkpoint_write(tmp_path):
 
 
 def _uninterrupted_supernet(config_path, run_dir):
-    from convnas.config import build_space, load_config
-    from convnas.runner import load_data
+    from convnas.run.config import build_space, load_config
+    from convnas.run.runner import load_data
     from convnas.strategies.evaluators import SupernetEvaluator
 
     config = load_config(config_path)

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from convnas.errors import ArchitectureError
-from convnas.search_space.architecture import Architecture, build_model, load_architecture
-from convnas.search_space.space_registry import get_space
+from convnas.search_space import Architecture, build_model, get_space, load_architecture, space_of
 
 SETTINGS = {"depth": 8, "widths": [4, 8, 8], "input_shape": [3, 8, 8]}
 
@@ -34,6 +33,13 @@ def _edit(arch: Architecture, **changes) -> dict:
     return data
 
 
+def _full(data):
+    """Validate as loading a file does: the structure, then against the space it names."""
+    arch = Architecture.from_dict(data)
+    arch.validate(space_of(arch))
+    return arch
+
+
 def test_validation_names_the_field():
     good = _arch().to_dict()
     bad_op = _arch().to_dict()
@@ -46,13 +52,13 @@ def test_validation_names_the_field():
         Architecture.from_dict(bad_hp)
     short = dict(good, choices=good["choices"][:-1])
     with pytest.raises(ArchitectureError, match="has 6 decisions but the architecture makes 5"):
-        Architecture.from_dict(short)
+        _full(short)
     with pytest.raises(ArchitectureError, match="schema"):
         Architecture.from_dict(dict(good, schema="convnas/architecture/v0"))
     with pytest.raises(ArchitectureError, match="space: unknown search space 'resnett'"):
-        Architecture.from_dict(dict(good, space="resnett"))
+        _full(dict(good, space="resnett"))
     with pytest.raises(ArchitectureError, match="settings: depth"):
-        Architecture.from_dict(dict(good, settings=dict(good["settings"], depth=9)))
+        _full(dict(good, settings=dict(good["settings"], depth=9)))
     with pytest.raises(ArchitectureError, match="unknown top-level"):
         Architecture.from_dict(dict(good, extra=1))
 
@@ -74,4 +80,4 @@ def test_operator_that_cannot_serve_a_position_is_rejected():
     data = _arch().to_dict()
     data["choices"][2]["op"] = "max_pool_3x3"  # conv2 is the strided 4->8 position
     with pytest.raises(ArchitectureError, match="cannot serve decision 'conv2'"):
-        Architecture.from_dict(data)
+        _full(data)

@@ -6,21 +6,28 @@ import torch.nn.functional as F
 
 from convnas.errors import ConfigError
 from convnas.operators import list_operators
-from convnas.search_space.architecture import build_model
-from convnas.search_space.darts_space import DARTS_PRIMITIVES
-from convnas.search_space.space_registry import get_space
+from convnas.search_space import build_model, get_space
+from convnas.search_space.darts import DARTS_PRIMITIVES
 
 CONV_OPS = list_operators(kind="conv")
 
 
 def _resnet(candidates, **kw):
-    return get_space("resnet", candidates=candidates, depth=8, widths=[8, 8, 16],
-                     input_shape=[3, 8, 8], **kw)
+    return get_space(
+        "resnet", candidates=candidates, depth=8, widths=[8, 8, 16], input_shape=[3, 8, 8], **kw
+    )
 
 
 def _darts(candidates):
-    return get_space("darts", candidates=candidates, channels=4, layers=3, steps=2,
-                     multiplier=2, input_shape=[3, 8, 8])
+    return get_space(
+        "darts",
+        candidates=candidates,
+        channels=4,
+        layers=3,
+        steps=2,
+        multiplier=2,
+        input_shape=[3, 8, 8],
+    )
 
 
 @pytest.mark.parametrize("build", [_resnet, _darts], ids=["resnet", "darts"])
@@ -86,8 +93,9 @@ def test_block_granularity_shares_decisions_and_filters_candidates():
 
 
 def test_darts_space_has_14_edges_per_cell_and_derives_two_per_node():
-    space = get_space("darts", candidates=list(DARTS_PRIMITIVES), channels=4, layers=3,
-                      input_shape=[3, 8, 8])
+    space = get_space(
+        "darts", candidates=list(DARTS_PRIMITIVES), channels=4, layers=3, input_shape=[3, 8, 8]
+    )
     names = [d.name for d in space.decisions()]
     assert len(names) == 28 and names[0] == "normal/2<-0" and names[-1] == "reduce/5<-4"
     supernet = space.build_supernet()

@@ -9,27 +9,42 @@ import torch
 
 from convnas.data import load_dataset
 from convnas.errors import ConfigError, TrainingDivergedError
-from convnas.search_space.space_registry import get_space
+from convnas.search_space import get_space
 from convnas.strategies.base import dominates
 from convnas.strategies.evaluators import SupernetEvaluator
-from convnas.strategies.optuna_search import OptunaStrategy
+from convnas.strategies.optuna import OptunaStrategy
 
 optuna = pytest.importorskip("optuna")
 
 CANDIDATES = ["conv_3x3", "c2sp", "conv_1x1", "osep_3x3"]
 FAST = {"progress": False, "device": "cpu", "population_size": 4}
-SUPERNET = {"evaluator": "supernet", "evaluator_settings": {"epochs": 1, "batch_size": 16,
-                                                            "steps_per_epoch": 3}}
+SUPERNET = {
+    "evaluator": "supernet",
+    "evaluator_settings": {"epochs": 1, "batch_size": 16, "steps_per_epoch": 3},
+}
 
 
 def _data():
-    return load_dataset("synthetic", num_classes=4, input_shape=(3, 8, 8), size=128, seed=0,
-                        val_fraction=0.25, limit_test=16)
+    return load_dataset(
+        "synthetic",
+        num_classes=4,
+        input_shape=(3, 8, 8),
+        size=128,
+        seed=0,
+        val_fraction=0.25,
+        limit_test=16,
+    )
 
 
 def _space(candidates=CANDIDATES):
-    return get_space("resnet", candidates=list(candidates), depth=8, widths=[4, 8, 8],
-                     num_classes=4, input_shape=[3, 8, 8])
+    return get_space(
+        "resnet",
+        candidates=list(candidates),
+        depth=8,
+        widths=[4, 8, 8],
+        num_classes=4,
+        input_shape=[3, 8, 8],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +58,9 @@ def _complete(run_dir: pathlib.Path) -> list[dict]:
 
 
 def test_study_completes_with_a_non_dominated_pareto_front(tmp_path, data):
-    strategy = OptunaStrategy(n_trials=6, objectives=["accuracy", "params", "macs"],
-                              **SUPERNET, **FAST)
+    strategy = OptunaStrategy(
+        n_trials=6, objectives=["accuracy", "params", "macs"], **SUPERNET, **FAST
+    )
     result = strategy.search(_space(), data, tmp_path)
     assert result.info["complete"] == 6 and len(_complete(tmp_path)) == 6
     assert result.pareto
@@ -57,8 +73,9 @@ def test_study_completes_with_a_non_dominated_pareto_front(tmp_path, data):
 
 def test_constraints_hold_for_every_feasible_trial(tmp_path, data):
     limit = 1000
-    strategy = OptunaStrategy(n_trials=8, objectives=["accuracy", "params"], max_params=limit,
-                              **SUPERNET, **FAST)
+    strategy = OptunaStrategy(
+        n_trials=8, objectives=["accuracy", "params"], max_params=limit, **SUPERNET, **FAST
+    )
     result = strategy.search(_space(), data, tmp_path)
     rows = _complete(tmp_path)
     assert {r["feasible"] for r in rows} <= {"True", "False"}
@@ -72,19 +89,25 @@ def test_constraints_hold_for_every_feasible_trial(tmp_path, data):
 
 def test_resume_adds_trials_to_the_same_study(tmp_path, data):
     OptunaStrategy(n_trials=3, **SUPERNET, **FAST).search(_space(), data, tmp_path)
-    result = OptunaStrategy(n_trials=5, **SUPERNET, **FAST).search(_space(), data, tmp_path,
-                                                                   resume=True)
+    result = OptunaStrategy(n_trials=5, **SUPERNET, **FAST).search(
+        _space(), data, tmp_path, resume=True
+    )
     assert result.info["complete"] == 5 and result.info["total"] == 5
     with pytest.raises(ConfigError, match="another configuration"):
-        OptunaStrategy(n_trials=5, objectives=["accuracy", "macs"], **SUPERNET,
-                       **FAST).search(_space(), data, tmp_path)
+        OptunaStrategy(n_trials=5, objectives=["accuracy", "macs"], **SUPERNET, **FAST).search(
+            _space(), data, tmp_path
+        )
 
 
 def _worker(run_dir: str, n_trials: int, index: int) -> None:
     torch.set_num_threads(1)
-    OptunaStrategy(n_trials=n_trials, worker_index=index, evaluator="train",
-                   evaluator_settings={"epochs": 1, "batch_size": 16, "max_steps": 2},
-                   **FAST).search(_space(), _data(), run_dir)
+    OptunaStrategy(
+        n_trials=n_trials,
+        worker_index=index,
+        evaluator="train",
+        evaluator_settings={"epochs": 1, "batch_size": 16, "max_steps": 2},
+        **FAST,
+    ).search(_space(), _data(), run_dir)
 
 
 def test_two_worker_processes_complete_exactly_n_trials(tmp_path):
@@ -102,8 +125,7 @@ def test_two_worker_processes_complete_exactly_n_trials(tmp_path):
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
 
 
-def test_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, data,
-                                                                      monkeypatch):
+def test_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, data, monkeypatch):
     strategy = OptunaStrategy(n_trials=4, **SUPERNET, **FAST)
     calls = {"n": 0}
     original = SupernetEvaluator.score
@@ -124,15 +146,28 @@ def test_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, d
 
 
 def test_supernet_evaluator_ranks_a_trained_network_above_an_untrained_one(tmp_path):
-    data = load_dataset("synthetic", num_classes=4, input_shape=(3, 8, 8), size=256, seed=0,
-                        val_fraction=0.25, noise=0.5)
+    data = load_dataset(
+        "synthetic",
+        num_classes=4,
+        input_shape=(3, 8, 8),
+        size=256,
+        seed=0,
+        val_fraction=0.25,
+        noise=0.5,
+    )
     space = _space(["conv_3x3"])
     arch = space.architecture([0] * len(space.decisions()))
     scores = []
     for epochs in (0, 8):
         evaluator = SupernetEvaluator(epochs=epochs, batch_size=16, lr=0.05)
-        evaluator.prepare(space, data, tmp_path / f"e{epochs}", seed=0,
-                          device=torch.device("cpu"), show_progress=False)
+        evaluator.prepare(
+            space,
+            data,
+            tmp_path / f"e{epochs}",
+            seed=0,
+            device=torch.device("cpu"),
+            show_progress=False,
+        )
         scores.append(evaluator.score(arch))
     assert scores[1] > scores[0] + 0.3, scores
 

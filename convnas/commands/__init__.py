@@ -1,1 +1,0 @@
-"""Subcommands of the ``convnas`` command line, one module each."""

@@ -1,0 +1,356 @@
+"""The typed configuration of a search: YAML -> pydantic schema -> one builder per section.
+
+Sections: ``data`` (load_dataset), ``space`` (a registered search space), ``strategy`` (a
+registered strategy), plus ``seed``, ``device`` and ``output``. Unknown keys and bad values raise
+:class:`~convnas.errors.ConfigError` naming the dotted key, the value and what is allowed.
+YAML is read with ``yaml.safe_load`` only. ``--set a.b=c`` overrides are applied before
+validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from convnas.errors import ConfigError, ConvNASError
+from convnas.io import read_yaml
+from convnas.operators.darts_edge import DARTS_PRIMITIVES
+from convnas.strategies.darts import DartsSettings
+from convnas.strategies.evaluators import SupernetEvaluator, TrainEvaluator
+from convnas.strategies.optuna import OptunaSettings
+
+__all__ = [
+    "Config",
+    "apply_overrides",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class CandidateConfig(_Strict):
+    op: str
+    hparams: dict[str, Any] = Field(default_factory=dict)
+
+
+Candidates = Annotated[list[str | CandidateConfig], Field(min_length=1)]
+
+
+class DataConfig(_Strict):
+    """``convnas.data.load_dataset`` arguments."""
+
+    dataset: str = "digits"
+    root: str | None = None
+    download: bool = False
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    augment: bool = True
+    limit_train: int | None = Field(None, ge=2)
+    limit_test: int | None = Field(None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResNetSpaceConfig(_Strict):
+    """The ``resnet`` macro space (input shape and classes come from the data)."""
+
+    kind: Literal["resnet"] = "resnet"
+    candidates: Candidates = ["conv_3x3", "c2sp", "do_conv_3x3", "osep_3x3", "csg_conv_3x3"]
+    depth: int = Field(20, ge=8)
+    widths: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)] = [
+        16,
+        32,
+        64,
+    ]
+    width_multiplier: float = Field(1.0, gt=0)
+    shortcut: Literal["A", "B"] = "A"
+    granularity: Literal["layer", "block", "network"] = "layer"
+
+
+class DartsSpaceConfig(_Strict):
+    """The ``darts`` cell space."""
+
+    kind: Literal["darts"]
+    candidates: Candidates = list(DARTS_PRIMITIVES)
+    channels: int = Field(16, ge=2)
+    layers: int = Field(8, ge=1)
+    steps: int = Field(4, ge=1)
+    multiplier: int = Field(4, ge=1)
+    stem_multiplier: int = Field(3, ge=1)
+    affine: bool = False
+
+
+SpaceConfig = Annotated[ResNetSpaceConfig | DartsSpaceConfig, Field(discriminator="kind")]
+
+
+def _model_from_dataclass(
+    name: str,
+    cls: type,
+    *,
+    kind: str | None = None,
+    skip: Sequence[str] = (),
+    extra_fields: Mapping[str, Any] | None = None,
+) -> type[BaseModel]:
+    """A strict pydantic model with the fields (types and defaults) of a settings dataclass."""
+    fields: dict[str, Any] = {}
+    if kind is not None:
+        fields["kind"] = (Literal[kind], ...)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name.startswith("_"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        fields[f.name] = (f.type, default)
+    fields.update(extra_fields or {})
+    return create_model(name, __base__=_Strict, **fields)
+
+
+TrainEvaluatorConfig = _model_from_dataclass("TrainEvaluatorConfig", TrainEvaluator, kind="train")
+SupernetEvaluatorConfig = _model_from_dataclass(
+    "SupernetEvaluatorConfig", SupernetEvaluator, kind="supernet"
+)
+EvaluatorConfig = Annotated[
+    SupernetEvaluatorConfig | TrainEvaluatorConfig, Field(discriminator="kind")
+]
+_GLOBAL = ("seed", "device", "progress", "worker_index")
+DartsStrategyConfig = _model_from_dataclass(
+    "DartsStrategyConfig", DartsSettings, kind="darts", skip=_GLOBAL
+)
+_OPTUNA_SKIP = (*_GLOBAL, "evaluator", "evaluator_settings")
+_OPTUNA_EXTRA = {"evaluator": (EvaluatorConfig, SupernetEvaluatorConfig(kind="supernet"))}
+OptunaStrategyConfig = _model_from_dataclass(
+    "OptunaStrategyConfig",
+    OptunaSettings,
+    kind="optuna",
+    skip=_OPTUNA_SKIP,
+    extra_fields=_OPTUNA_EXTRA,
+)
+RandomStrategyConfig = _model_from_dataclass(
+    "RandomStrategyConfig",
+    OptunaSettings,
+    kind="random",
+    skip=(*_OPTUNA_SKIP, "sampler"),
+    extra_fields=_OPTUNA_EXTRA,
+)
+StrategyConfig = Annotated[
+    OptunaStrategyConfig | DartsStrategyConfig | RandomStrategyConfig,
+    Field(discriminator="kind"),
+]
+
+
+class OutputConfig(_Strict):
+    root: str = "runs"
+    progress: bool = True
+    report: bool = True
+
+
+class Config(_Strict):
+    """A whole search: what to search, on what data, how, and where to write."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = DataConfig()
+    space: SpaceConfig = ResNetSpaceConfig()
+    strategy: StrategyConfig = OptunaStrategyConfig(kind="optuna")
+    output: OutputConfig = OutputConfig()
+
+    def run_dir(self, default_name: str = "run") -> pathlib.Path:
+        return pathlib.Path(self.output.root) / (self.name or default_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def strategy_settings(self) -> dict[str, Any]:
+        """Keyword arguments of the strategy constructor."""
+        settings = self.strategy.model_dump(exclude={"kind"})
+        settings.update(seed=self.seed, device=self.device, progress=self.output.progress)
+        if self.strategy.kind in ("optuna", "random"):
+            evaluator = settings.pop("evaluator")
+            settings["evaluator"] = evaluator.pop("kind")
+            settings["evaluator_settings"] = evaluator
+        return settings
+
+    def space_settings(self) -> dict[str, Any]:
+        return self.space.model_dump(exclude={"kind"})
+
+
+def _loc(loc: Sequence[Any], union_tags: set[str]) -> str:
+    parts = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
+            continue
+        # pydantic puts the discriminator value (or the member type) inside union paths
+        if i > 0 and (part in union_tags or part.startswith(("str", "CandidateConfig"))):
+            continue
+        parts.append(str(part))
+    return ".".join(parts)
+
+
+_TAGS = {"optuna", "darts", "random", "resnet", "train", "supernet"}
+
+
+def _format_error(exc: ValidationError) -> ConfigError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    key = _loc(first["loc"], _TAGS)
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see the documented keys of this section)"
+    elif "input" in first and first["type"] != "missing":
+        message = f"{message}, but got {first['input']!r}"
+    if len(errors) > 1:
+        others = "; ".join(f"{_loc(e['loc'], _TAGS)}: {e['msg']}" for e in errors[1:4])
+        message += f" (also: {others})"
+    return ConfigError(message, key=key or None)
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a config mapping, including the registry-dependent checks.
+
+    Raises:
+        ConfigError: naming the dotted key of the first problem.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, but got {type(data).__name__}")
+    data = _default_kinds(data)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise _format_error(exc) from None
+    _check_against_registries(config)
+    return config
+
+
+def _default_kinds(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``space.kind`` defaults to "resnet" and ``strategy.evaluator.kind`` to "supernet"."""
+    data = _deep_copy(data)
+    space = data.get("space")
+    if isinstance(space, dict):
+        space.setdefault("kind", "resnet")
+    strategy = data.get("strategy")
+    if isinstance(strategy, dict) and isinstance(strategy.get("evaluator"), dict):
+        strategy["evaluator"].setdefault("kind", "supernet")
+    return data
+
+
+def _check_against_registries(config: Config) -> None:
+    from convnas.data import list_datasets
+    from convnas.search_space.space import parse_candidates
+    from convnas.strategies.base import STRATEGIES
+
+    if config.data.dataset not in list_datasets():
+        from difflib import get_close_matches
+
+        close = get_close_matches(config.data.dataset, list_datasets(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"unknown dataset {config.data.dataset!r}{hint} (available: {list_datasets()})",
+            key="data.dataset",
+        )
+    candidates = [c if isinstance(c, str) else c.model_dump() for c in config.space.candidates]
+    parse_candidates(candidates, key="space.candidates")
+    if config.strategy.kind not in STRATEGIES:
+        raise ConfigError(
+            f"strategy {config.strategy.kind!r} is not available (is optuna installed?)",
+            key="strategy.kind",
+        )
+    try:
+        build_strategy(config)
+    except ConfigError as exc:
+        raise _rekey(exc, "strategy") from None
+
+
+def _rekey(exc: ConfigError, section: str) -> ConfigError:
+    if exc.key and not exc.key.startswith(f"{section}."):
+        message = str(exc)[len(exc.key) + 2 :]
+        return ConfigError(message, key=f"{section}.{exc.key}")
+    if exc.key is None:
+        return ConfigError(str(exc), key=section)
+    return exc
+
+
+def build_strategy(config: Config):
+    from convnas.strategies.base import get_strategy
+
+    return get_strategy(config.strategy.kind, **config.strategy_settings())
+
+
+def build_space(config: Config, *, input_shape: Sequence[int], num_classes: int):
+    """The search space of ``config`` for data of ``input_shape`` and ``num_classes``."""
+    from convnas.search_space import get_space
+
+    candidates = [c if isinstance(c, str) else c.model_dump() for c in config.space.candidates]
+    try:
+        settings = config.space_settings() | {"candidates": candidates}
+        space = get_space(
+            config.space.kind, input_shape=list(input_shape), num_classes=num_classes, **settings
+        )
+        space.decisions()
+    except ConfigError as exc:
+        raise _rekey(exc, "space") from None
+    except ConvNASError as exc:
+        raise ConfigError(str(exc), key="space") from None
+    return space
+
+
+_SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(.*)$", re.S)
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides; values are parsed as YAML (numbers, lists, booleans)."""
+    result = _deep_copy(data)
+    for item in overrides:
+        m = _SET.match(item)
+        if not m:
+            raise ConfigError(f"--set expects KEY.PATH=VALUE, but got {item!r}")
+        path, raw = m.group(1).split("."), m.group(2)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"cannot set a key below a value (--set {item})", key=".".join(path[: i + 1])
+                )
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (``yaml.safe_load``), apply overrides, validate.
+
+    The run name defaults to the file's stem.
+    """
+    path = pathlib.Path(path)
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    data = apply_overrides(data, overrides)
+    data.setdefault("name", re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem) or "run")
+    return parse_config(data)

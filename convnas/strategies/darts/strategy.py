@@ -1,0 +1,342 @@
+"""The DARTS strategy: bilevel gradient search over supernet logits.
+
+Liu, Simonyan and Yang, "DARTS: Differentiable Architecture Search", ICLR 2019. Weights train on
+the training split with SGD (cosine schedule), architecture logits on the validation split with
+Adam. First order uses the gradient at the current weights; second order differentiates through
+one unrolled weight step, with the Hessian-vector product estimated by finite differences
+(DARTS eq. 8). An optional penalty adds ``lambda * E_softmax(alpha)[cost] / reference`` for one
+of the cost-model metrics. After every epoch everything is checkpointed atomically; ``resume``
+continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from convnas.costs import measure, objective_values
+from convnas.errors import CheckpointError, ConfigError, TrainingDivergedError
+from convnas.io import load_checkpoint, save_checkpoint, write_json
+from convnas.registry import check_keywords
+from convnas.search_space import SearchSpace, Supernet, build_model
+from convnas.strategies.base import (
+    ArchitectureResult,
+    SearchResult,
+    SearchStrategy,
+    config_hash,
+    register_strategy,
+)
+from convnas.strategies.darts.architect import unrolled_arch_gradient
+from convnas.strategies.darts.settings import CHECKPOINT, DartsSettings
+from convnas.strategies.distributed import setup_distributed
+from convnas.strategies.training import check_finite, evaluate, progress
+
+__all__ = ["DartsStrategy"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Training:
+    """What one DARTS epoch works on."""
+
+    supernet: Supernet
+    model: torch.nn.Module  # the supernet, or its DistributedDataParallel wrapper
+    w_opt: torch.optim.Optimizer
+    a_opt: torch.optim.Optimizer
+    penalty: Any
+    weight_names: dict[int, str]
+    ctx: Any
+    device: torch.device
+
+
+@register_strategy
+class DartsStrategy(SearchStrategy):
+    """DARTS (bilevel, first or second order) over any registered search space."""
+
+    name = "darts"
+    settings_class = DartsSettings
+
+    def __init__(self, **settings: Any) -> None:
+        check_keywords(DartsSettings, settings, "strategy 'darts'")
+        self.settings = DartsSettings(**settings)
+
+    def search(
+        self, space: SearchSpace, data: Any, run_dir: str | pathlib.Path, *, resume: bool = False
+    ) -> SearchResult:
+
+        s = self.settings
+        run_dir = pathlib.Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ctx, device = setup_distributed(s.device)
+        try:
+            return self._search(space, data, run_dir, resume, ctx, device)
+        finally:
+            ctx.close()
+
+    def _search(self, space, data, run_dir, resume, ctx, device) -> SearchResult:
+        s = self.settings
+        torch.manual_seed(s.seed)
+        random.seed(s.seed)
+        supernet = space.build_supernet("weighted").to(device)
+        supernet.set_mode(s.mode, tau=s.tau)
+        w_opt = torch.optim.SGD(
+            supernet.weight_parameters(),
+            lr=s.w_lr,
+            momentum=s.w_momentum,
+            weight_decay=s.w_weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, s.epochs, eta_min=s.w_lr_min)
+        a_opt = torch.optim.Adam(
+            supernet.arch_parameters(),
+            lr=s.a_lr,
+            betas=(s.a_beta1, s.a_beta2),
+            weight_decay=s.a_weight_decay,
+        )
+        penalty = self._penalty(space, supernet, device)
+        fingerprint = config_hash(
+            space.name,
+            space.settings(),
+            [d.candidates and [c.to_dict() for c in d.candidates] for d in space.decisions()],
+            s.fingerprint(),
+        )
+        ckpt_path = run_dir / CHECKPOINT
+        start_epoch, history = 0, []
+        if ckpt_path.exists():
+            if not resume:
+                raise ConfigError(
+                    f"{run_dir} already holds a DARTS checkpoint; pass resume=True (--resume) "
+                    f"to continue it or choose another run directory",
+                    key="output.run_dir",
+                )
+            state = load_checkpoint(ckpt_path, map_location=device)
+            if state.get("config_hash") != fingerprint:
+                raise CheckpointError(
+                    f"{ckpt_path} was written by another configuration (hash "
+                    f"{state.get('config_hash')!r}, this run {fingerprint!r}); refusing to resume"
+                )
+            supernet.load_state_dict(state["supernet"])
+            w_opt.load_state_dict(state["w_opt"])
+            a_opt.load_state_dict(state["a_opt"])
+            sched.load_state_dict(state["sched"])
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(_to_tuple(state["python_rng"]))
+            start_epoch, history = int(state["epoch"]), list(state["history"])
+            logger.info("resumed DARTS from epoch %d of %d", start_epoch, s.epochs)
+        weight_names = {id(p): n for n, p in supernet.named_parameters()}
+        model = supernet
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if device.type == "cuda":  # one set of BN statistics over the global batch
+                supernet = torch.nn.SyncBatchNorm.convert_sync_batchnorm(supernet)
+                weight_names = {id(p): n for n, p in supernet.named_parameters()}
+            model = DistributedDataParallel(supernet, find_unused_parameters=s.mode == "gumbel")
+        run = _Training(supernet, model, w_opt, a_opt, penalty, weight_names, ctx, device)
+        for epoch in range(start_epoch, s.epochs):
+            try:
+                record = self._epoch(epoch, data, run)
+                sched.step()
+            except TrainingDivergedError as exc:
+                last = (
+                    f"after epoch {history[-1]['epoch']}"
+                    if history
+                    else "none: no epoch had finished"
+                )
+                raise TrainingDivergedError(
+                    f"{exc}. Search stopped; the last good checkpoint ({last}) is intact at "
+                    f"{ckpt_path}. Lower the learning rates, then resume."
+                ) from None
+            history.append(record)
+            logger.info(
+                "darts epoch %d/%d: train loss %.4f acc %.3f, val acc %.3f",
+                epoch + 1,
+                s.epochs,
+                record["train_loss"],
+                record["train_accuracy"],
+                record["val_accuracy"],
+            )
+            if not ctx.is_main:
+                continue
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "supernet": supernet.state_dict(),
+                    "w_opt": w_opt.state_dict(),
+                    "a_opt": a_opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "python_rng": random.getstate(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "config_hash": fingerprint,
+                },
+            )
+            write_json(run_dir / "alphas.json", history)
+        return self._finish(space, supernet, history, run_dir, data, write=ctx.is_main)
+
+    def _epoch(self, epoch: int, data: Any, run: _Training) -> dict[str, Any]:
+        """One epoch of alternating architecture and weight steps; returns its record."""
+        from convnas.data import make_loader
+
+        s = self.settings
+        supernet, model, ctx, device = run.supernet, run.model, run.ctx, run.device
+        a_opt, w_opt, penalty, weight_names = run.a_opt, run.w_opt, run.penalty, run.weight_names
+        train_loader = make_loader(
+            data.train,
+            s.batch_size,
+            shuffle=True,
+            seed=s.seed * 100_003 + 2 * epoch,
+            drop_last=True,
+        )
+        val_loader = make_loader(
+            data.val,
+            s.batch_size,
+            shuffle=True,
+            seed=s.seed * 100_003 + 2 * epoch + 1,
+            drop_last=True,
+        )
+        if len(train_loader) == 0 or len(val_loader) == 0:
+            raise ConfigError(
+                f"batch_size {s.batch_size} exceeds the training or validation split "
+                f"({len(data.train)} / {len(data.val)} samples)",
+                key="strategy.batch_size",
+            )
+        steps = (
+            len(train_loader)
+            if s.steps_per_epoch is None
+            else min(len(train_loader), s.steps_per_epoch)
+        )
+        val_iter = _cycle(val_loader)
+        supernet.train()
+        seen, correct, loss_sum = 0, 0, 0.0
+        bar = progress(
+            train_loader,
+            enabled=s.progress,
+            total=steps,
+            desc=f"darts epoch {epoch + 1}/{s.epochs}",
+        )
+        for step, (x, y) in enumerate(bar):
+            if step >= steps:
+                break
+            x, y = ctx.shard(x).to(device), ctx.shard(y).to(device)
+            xv, yv = (ctx.shard(t).to(device) for t in next(val_iter))
+            if epoch >= s.warmup_epochs:
+                self._arch_step(
+                    supernet, a_opt, w_opt, (x, y), (xv, yv), penalty, weight_names, ctx
+                )
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            check_finite(loss, f"DARTS weight step (epoch {epoch + 1}, step {step + 1})")
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(), s.grad_clip)
+            w_opt.step()
+            seen += int(y.numel())
+            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += float(loss.detach()) * int(y.numel())
+            if s.progress and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        val_loss, val_acc = evaluate(supernet, val_loader, device, max_batches=steps)
+        return {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "probabilities": supernet.probabilities(),
+        }
+
+    def _penalty(self, space: SearchSpace, supernet: Supernet, device: torch.device):
+        s = self.settings
+        if s.penalty_metric is None or s.penalty_lambda == 0:
+            return None
+        from convnas.strategies.penalty import ExpectedCostPenalty
+
+        return ExpectedCostPenalty(
+            space, supernet, s.penalty_metric, s.penalty_lambda, device=device
+        )
+
+    def _arch_step(
+        self, supernet, a_opt, w_opt, train_batch, val_batch, penalty, names, ctx=None
+    ) -> None:
+        s = self.settings
+        a_opt.zero_grad(set_to_none=True)
+        alphas = supernet.arch_parameters()
+        if s.order == 1:
+            xv, yv = val_batch
+            loss = F.cross_entropy(supernet(xv), yv)
+            if penalty is not None:
+                loss = loss + penalty()
+            check_finite(loss, "DARTS architecture step")
+            grads = torch.autograd.grad(loss, alphas, allow_unused=True)
+        else:
+            buffers = {
+                names[id(p)]: st["momentum_buffer"]
+                for p, st in w_opt.state.items()
+                if "momentum_buffer" in st and st["momentum_buffer"] is not None
+            }
+            grads = unrolled_arch_gradient(
+                supernet,
+                train_batch,
+                val_batch,
+                lr=w_opt.param_groups[0]["lr"],
+                momentum=s.w_momentum,
+                weight_decay=s.w_weight_decay,
+                momentum_buffers=buffers,
+                extra_loss=penalty,
+            )
+        grads = [
+            torch.zeros_like(a) if g is None else g.detach().clone()
+            for a, g in zip(alphas, grads, strict=True)
+        ]
+        if ctx is not None:
+            ctx.average_(grads)
+        for a, g in zip(alphas, grads, strict=True):
+            a.grad = g
+        a_opt.step()
+
+    def _finish(self, space, supernet, history, run_dir, data, write=True) -> SearchResult:
+        arch = supernet.derive()
+        metrics: dict[str, float] = {}
+        if history:
+            metrics["supernet_val_accuracy"] = float(history[-1]["val_accuracy"])
+        metrics.update(_measure_costs(arch, space, self.settings.batch_size))
+        arch = arch.with_metadata(
+            strategy=self.name,
+            metrics=metrics,
+            dataset=getattr(data, "name", None),
+            settings=self.settings.fingerprint(),
+        )
+        if write:
+            arch.save(run_dir / "architectures" / "darts_final.yaml")
+        result = ArchitectureResult(arch, metrics)
+        return SearchResult(
+            self.name,
+            [result],
+            [result],
+            run_dir,
+            {"epochs": len(history), "history_file": "alphas.json"},
+        )
+
+
+def _measure_costs(arch, space, batch_size: int) -> dict[str, float]:
+    costs = measure(build_model(arch), space.input_shape, batch_size=batch_size)
+    return objective_values(costs)
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
+
+
+def _to_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuple(v) for v in value)
+    return value

@@ -1,0 +1,285 @@
+"""Multi-objective search with Optuna: accuracy against params, MACs and training memory.
+
+Each trial samples one architecture (a categorical operator per decision, plus conditional
+hyper-parameters), measures its costs with the cost model before any training, records the
+constraints with ``Trial.set_constraint`` (infeasible trials are not trained), and scores it with
+an evaluator. The study lives in an Optuna storage (SQLite in the run directory by default, any
+RDB or Journal URL by setting), so several workers, on one machine or many, share one study;
+a worker's trial whose heartbeat stops is failed and re-queued (see ``docs/scaling.md``). The
+study ends with exactly ``n_trials`` COMPLETE trials: no worker starts a trial beyond that, and
+none exits while another's trial may still need a retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pathlib
+import socket
+import time
+from collections import Counter
+from typing import Any
+
+import torch
+
+from convnas.costs import measure, objective_values
+from convnas.errors import ConfigError, TrainingDivergedError
+from convnas.registry import check_keywords
+from convnas.search_space import Architecture, SearchSpace, build_model
+from convnas.strategies.base import SearchResult, SearchStrategy, config_hash, register_strategy
+from convnas.strategies.evaluators import get_evaluator
+from convnas.strategies.optuna.results import collect, count_trials, describe_failure
+from convnas.strategies.optuna.sampling import sample_architecture
+from convnas.strategies.optuna.settings import (
+    CONSTRAINTS,
+    OBJECTIVES,
+    OptunaSettings,
+    import_optuna,
+    make_sampler,
+)
+from convnas.strategies.optuna.storage import file_lock, make_storage
+from convnas.strategies.training import resolve_device
+
+__all__ = ["OptunaStrategy", "RandomStrategy"]
+
+logger = logging.getLogger(__name__)
+
+_CAUGHT = (TrainingDivergedError, torch.OutOfMemoryError, MemoryError)  # fail the trial only
+_POLL_S = 0.5  # how often a waiting worker looks at the study again
+
+
+@register_strategy
+class OptunaStrategy(SearchStrategy):
+    """Multi-objective Optuna search (NSGA-II by default)."""
+
+    name = "optuna"
+    settings_class = OptunaSettings
+
+    def __init__(self, **settings: Any) -> None:
+        check_keywords(OptunaSettings, settings, f"strategy {self.name!r}")
+        self.settings = OptunaSettings(**settings)
+        self._evaluator = get_evaluator(
+            self.settings.evaluator, **dict(self.settings.evaluator_settings)
+        )
+
+    def open_study(self, space: SearchSpace, run_dir: pathlib.Path) -> Any:
+        """Create or join the study of this run (the same call from every worker)."""
+        optuna = import_optuna()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = self.settings
+        url = s.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+        pruner = optuna.pruners.MedianPruner(n_warmup_steps=0) if s.pruner == "median" else None
+        # Workers starting together would race to create the schema and the study: take turns.
+        with file_lock(run_dir / ".study.lock"):
+            storage = make_storage(url, s)
+            study = optuna.create_study(
+                storage=storage,
+                sampler=make_sampler(s),
+                pruner=pruner,
+                study_name=s.study_name,
+                directions=[OBJECTIVES[o] for o in s.objectives],
+                load_if_exists=True,
+            )
+            fingerprint = config_hash(
+                space.name,
+                space.settings(),
+                [[c.to_dict() for c in d.candidates] for d in space.decisions()],
+                s.fingerprint(),
+            )
+            existing = study.user_attrs.get("config_hash")
+            if existing is None:
+                study.set_user_attr("config_hash", fingerprint)
+                study.set_user_attr("objectives", list(s.objectives))
+                study.set_metric_names(list(s.objectives))
+        if existing is not None and existing != fingerprint:
+            raise ConfigError(
+                f"study {s.study_name!r} in {url} was created by another configuration; use "
+                f"another run directory, study_name or storage",
+                key="strategy.study_name",
+            )
+        return study
+
+    def search(
+        self, space: SearchSpace, data: Any, run_dir: str | pathlib.Path, *, resume: bool = False
+    ) -> SearchResult:
+        optuna = import_optuna()
+        s = self.settings
+        run_dir = pathlib.Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        device = resolve_device(s.device)
+        study = self.open_study(space, run_dir)
+        done = count_trials(study, optuna.trial.TrialState.COMPLETE)
+        if done and not resume:
+            logger.info("joining study %r with %d completed trial(s)", s.study_name, done)
+        with file_lock(run_dir / ".evaluator.lock"):  # one worker trains a shared supernet
+            self._evaluator.prepare(
+                space, data, run_dir, seed=s.seed, device=device, show_progress=s.progress
+            )
+        self._space, self._cost_cache, self._score_cache = space, {}, {}
+        self._worker = f"{socket.gethostname()}:{os.getpid()}"
+        bar = None
+        if s.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=s.n_trials, desc="trials", dynamic_ncols=True, disable=None)
+        started = time.time()
+        try:
+            self._run_until_done(study, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.collect(study, run_dir, time.time() - started)
+
+    def _run_until_done(self, study: Any, bar: Any = None) -> None:
+        """Run trials until the study holds ``n_trials`` COMPLETE trials and nothing is left
+        RUNNING or WAITING.
+
+        Every worker runs this loop. Stale trials (of killed workers) are failed and queued
+        again first; a worker whose trial would exceed ``n_trials`` (counting the RUNNING trials
+        of other workers) waits instead, so that it is still there to run the retry of a trial
+        whose worker dies.
+        """
+        optuna = import_optuna()
+        from convnas.strategies.heartbeat import reap_stale_trials
+
+        s, state = self.settings, optuna.trial.TrialState
+        deadline = None if s.timeout is None else time.monotonic() + s.timeout
+        max_failed = s.max_failed or 2 * s.n_trials + 5
+        while True:
+            reap_stale_trials(study)
+            counts = Counter(t.state for t in study.get_trials(deepcopy=False))
+            if bar is not None:
+                bar.update(min(counts[state.COMPLETE], s.n_trials) - bar.n)
+            if counts[state.COMPLETE] >= s.n_trials and not (
+                counts[state.RUNNING] or counts[state.WAITING]
+            ):
+                return
+            if counts[state.FAIL] >= max_failed:
+                logger.error("stopping: %d trials failed (max_failed)", counts[state.FAIL])
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.warning("stopping: timeout of %s s reached", s.timeout)
+                return
+            if counts[state.WAITING] or counts[state.COMPLETE] + counts[state.RUNNING] < s.n_trials:
+                self._optimize_one(study)
+            else:
+                time.sleep(_POLL_S)
+
+    def _optimize_one(self, study: Any) -> None:
+        """Run one trial. If its heartbeat was so late that another worker failed it (and queued
+        it again), recording its result fails; that is logged, not fatal."""
+        self._current, self._ended_cleanly = None, False
+        try:
+            study.optimize(self._objective, n_trials=1, catch=_CAUGHT, gc_after_trial=False)
+        except Exception as exc:
+            if not (self._ended_cleanly and self._current is not None):
+                raise  # the objective itself failed with an error we do not catch
+            trial = next(t for t in study.get_trials(deepcopy=False) if t.number == self._current)
+            if trial.state.name != "FAIL":
+                raise
+            logger.warning(
+                "trial %d was failed by another worker while it ran here (its heartbeat came "
+                "later than grace_period=%s s; consider raising it) and has been queued again: %s",
+                trial.number,
+                self.settings.grace_period,
+                exc,
+            )
+
+    def _costs(self, arch: Architecture) -> dict[str, float]:
+        key = arch.to_yaml()
+        if key not in self._cost_cache:
+            costs = measure(
+                build_model(arch),
+                self._space.input_shape,
+                batch_size=self.settings.memory_batch_size,
+            )
+            self._cost_cache[key] = objective_values(costs)
+        return self._cost_cache[key]
+
+    def _objective(self, trial: Any) -> list[float]:
+        optuna = import_optuna()
+        self._current, self._ended_cleanly = trial.number, False
+        try:
+            values = self._run_trial(trial)
+        except (optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError, *_CAUGHT):
+            self._ended_cleanly = True
+            raise
+        self._ended_cleanly = True
+        return values
+
+    def _run_trial(self, trial: Any) -> list[float]:
+        optuna = import_optuna()
+        s = self.settings
+        from convnas.strategies.heartbeat import mark_alive
+
+        mark_alive(trial, self._worker)
+        # Capacity: COMPLETE trials plus the RUNNING/WAITING ones created before this one. The
+        # order by number is the same for every worker, so of two trials racing for the last
+        # slot exactly one runs; a stale trial keeps its slot until it is failed and retried.
+        state = optuna.trial.TrialState
+        ahead = sum(
+            t.state == state.COMPLETE
+            or (t.state in (state.RUNNING, state.WAITING) and t.number < trial.number)
+            for t in trial.study.get_trials(deepcopy=False)
+        )
+        if ahead >= s.n_trials:
+            trial.set_user_attr("note", "not run: the study already has n_trials trials")
+            raise optuna.TrialPruned("the study already has n_trials complete or running trials")
+        try:
+            return self._evaluate(trial)
+        except (optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError):
+            raise
+        except Exception as exc:  # recorded, then handled by Optuna: FAIL (caught) or re-raised
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("fail_reason", describe_failure(exc))
+            raise
+
+    def _evaluate(self, trial: Any) -> list[float]:
+        s = self.settings
+        arch = sample_architecture(trial, self._space, sample_hparams=s.hparams_sampled)
+        trial.set_user_attr("architecture", arch.to_dict())  # complete: a retry may rerun it
+        costs = self._costs(arch)
+        for key, value in costs.items():
+            trial.set_user_attr(key, value)
+        violations = {
+            key: costs[metric] - limit
+            for key, metric in CONSTRAINTS.items()
+            if (limit := getattr(s, key)) is not None
+        }
+        for key, value in violations.items():
+            trial.set_constraint(key, value)
+        feasible = all(v <= 0 for v in violations.values())
+        accuracy = float("nan")
+        if "accuracy" in s.objectives:
+            if feasible:
+                trial._convnas_prunable = s.pruner == "median"
+                key = arch.to_yaml()
+                if self._evaluator.deterministic and key in self._score_cache:
+                    accuracy = self._score_cache[key]
+                    trial.set_user_attr("note", "same network as an earlier trial: reused")
+                else:
+                    accuracy = self._evaluator.score(arch, trial)
+                    self._score_cache[key] = accuracy
+            else:
+                accuracy = 0.0
+                trial.set_user_attr("note", "infeasible: not trained, accuracy recorded as 0")
+            trial.set_user_attr("accuracy", accuracy)
+        values = {"accuracy": accuracy, **costs}
+        return [values[o] for o in s.objectives]
+
+    def collect(self, study: Any, run_dir: pathlib.Path, wall_time: float = 0.0) -> SearchResult:
+        """Write ``trials.csv`` and the Pareto front; return them as a :class:`SearchResult`."""
+        return collect(study, run_dir, self.settings.objectives, self.name, wall_time)
+
+
+@register_strategy
+class RandomStrategy(OptunaStrategy):
+    """Random search: the Optuna strategy with the random sampler."""
+
+    name = "random"
+
+    def __init__(self, **settings: Any) -> None:
+        if settings.setdefault("sampler", "random") != "random":
+            raise ConfigError("the random strategy always uses sampler 'random'", key="sampler")
+        super().__init__(**settings)
