@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+from typing import TYPE_CHECKING, Any
 
 from convnas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from convnas.search_space import Architecture
 
 NAME = "export"
 HELP = "export architectures of a run or a trained model (yaml, state_dict, torchscript, onnx)"
@@ -48,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         if args.run is not None:
             raise ConfigError("give either RUN with --trial/--pareto or --weights, not both")
         model, arch = load_trained(args.weights)
-        selected = [(args.weights.parent.name or "model", arch, model.state_dict())]
+        selected: list[tuple[str, Architecture, dict[str, Any] | None]] = [
+            (args.weights.parent.name or "model", arch, model.state_dict())
+        ]
         out = args.out or args.weights.parent / "exports"
     else:
         if args.run is None:

@@ -8,18 +8,23 @@ is normalised as :mod:`convnas.report` describes.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
 import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from convnas.costs import COST_OBJECTIVES
 from convnas.io import read_yaml
 from convnas.report.pareto import hypervolume, non_dominated
+from convnas.report.tables import (
+    Table,
+    darts_tables,
+    finite,
+    metric_label,
+    read_trials_csv,
+    trials_table,
+)
 
 __all__ = [
     "AlphaSeries",
@@ -39,137 +44,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HV_REFERENCE = 1.1
-
-
-LABELS = {
-    "accuracy": "accuracy",
-    "params": "params (trainable)",
-    "deploy_params": "deploy params (folded)",
-    "macs": "MACs / image (not 2xMACs)",
-    "train_memory": "training memory (bytes)",
-}
-
-
-def metric_label(metric: str) -> str:
-    return LABELS.get(metric, metric)
-
-
-def finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-@dataclass(frozen=True)
-class Table:
-    """A sortable table: ``links[i]`` is the architecture file of row i (relative), or None."""
-
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Any, ...], ...]
-    links: tuple[str | None, ...]
-
-
-def read_trials_csv(path: pathlib.Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """``(objectives, rows)``; each row has number, state, duration_s, values (objectives and
-    costs as floats), feasible (False only when the trial violated a constraint), operators,
-    fail_reason, note."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        objectives = [f[len("objective_") :] for f in fields if f.startswith("objective_")]
-        rows = []
-        for raw in reader:
-            values = {o: _float(raw[f"objective_{o}"]) for o in objectives}
-            for key in COSTS:
-                if key in raw and key not in values:
-                    values[key] = _float(raw[key])
-            rows.append(
-                {
-                    "number": int(raw["number"]),
-                    "state": raw["state"],
-                    "duration_s": _float(raw.get("duration_s", "")),
-                    "values": values,
-                    "feasible": raw.get("feasible", "") != "False",
-                    "operators": raw.get("operators", ""),
-                    "fail_reason": raw.get("fail_reason", ""),
-                    "note": raw.get("note", ""),
-                }
-            )
-    return objectives, rows
-
-
-COSTS = COST_OBJECTIVES
-
-
-def trials_table(
-    rows: Sequence[dict[str, Any]],
-    objectives: Sequence[str],
-    pareto: set[int],
-    links: dict[int, str],
-) -> Table:
-    metrics = list(objectives) + [c for c in COSTS if c not in objectives]
-    columns = (
-        "trial",
-        "state",
-        "Pareto",
-        *[metric_label(m) for m in metrics],
-        "duration (s)",
-        "operators",
-        "note",
-    )
-    out, out_links = [], []
-    for r in sorted(rows, key=lambda r: r["number"]):
-        values = [r["values"].get(m, math.nan) for m in metrics]
-        note = r["fail_reason"] or r["note"] or ("infeasible" if not r["feasible"] else "")
-        out.append(
-            (
-                r["number"],
-                r["state"],
-                "yes" if r["number"] in pareto else "",
-                *values,
-                r["duration_s"],
-                r["operators"],
-                note,
-            )
-        )
-        out_links.append(links.get(r["number"]))
-    return Table(columns, tuple(out), tuple(out_links))
-
-
-def darts_tables(
-    history: Sequence[dict[str, Any]], archs: Sequence[tuple[str, Any]]
-) -> tuple[tuple[str, Table], ...]:
-    """The final architecture(s) with their costs, and the per-epoch supernet history."""
-    rows, links = [], []
-    for name, arch in archs:
-        metrics = dict(arch.metadata.get("metrics") or {})
-        ops = " ".join(f"{op}\u00d7{n}" for op, n in arch.ops_used().items())
-        rows.append(
-            (
-                name,
-                metrics.get("supernet_val_accuracy", math.nan),
-                *[metrics.get(c, math.nan) for c in COSTS],
-                ops,
-            )
-        )
-        links.append(f"architectures/{name}")
-    final = Table(
-        ("architecture", "supernet val accuracy", *[metric_label(c) for c in COSTS], "operators"),
-        tuple(rows),
-        tuple(links),
-    )
-    keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-    epochs = Table(
-        ("epoch", *[k.replace("_", " ") for k in keys]),
-        tuple((h["epoch"], *[h.get(k, math.nan) for k in keys]) for h in history),
-        (None,) * len(history),
-    )
-    return (("Architectures", final), ("Supernet epochs", epochs))
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,15 @@ import html
 import io
 import math
 import pathlib
-from typing import Any
+from typing import Any, TypeVar
 
 from convnas.io import atomic_write_text
-from convnas.report.data import ReportData, Table, build_report_data
+from convnas.report.data import ReportData, build_report_data
+from convnas.report.tables import Table
 
 __all__ = ["figures", "render_html", "render_report", "write_report"]
 
+T = TypeVar("T")
 PARETO, OTHER, FRONT = "#d62728", "#9aa5b1", "#1f77b4"
 
 CSS = """
@@ -55,6 +57,13 @@ document.querySelectorAll("table.sortable").forEach(function(t){
   });
 });
 """
+
+
+def _present(value: T | None, what: str) -> T:
+    """``value``, which the caller only asks for when the data has it."""
+    if value is None:
+        raise ValueError(f"the report data has no {what}")
+    return value
 
 
 def _figure(width: float, height: float) -> Any:
@@ -118,7 +127,7 @@ def _pareto_png(data: ReportData) -> bytes:
 def _matrix_png(data: ReportData) -> bytes:
     from matplotlib.ticker import FuncFormatter
 
-    m = data.scatter_matrix
+    m = _present(data.scatter_matrix, "scatter matrix")
     n = len(m.metrics)
     fig = _figure(2.4 * n, 2.4 * n)
     axes = fig.subplots(n, n, squeeze=False)
@@ -141,7 +150,7 @@ def _matrix_png(data: ReportData) -> bytes:
 
 
 def _hypervolume_png(data: ReportData) -> bytes:
-    hv = data.hypervolume
+    hv = _present(data.hypervolume, "hypervolume")
     fig = _figure(7, 3.2)
     ax = fig.subplots()
     ax.step(hv.trials, hv.values, where="post", c=FRONT)
@@ -154,7 +163,7 @@ def _hypervolume_png(data: ReportData) -> bytes:
 
 
 def _usage_png(data: ReportData) -> bytes:
-    usage = data.operator_usage
+    usage = _present(data.operator_usage, "operator usage")
     ops = list(usage.counts)[::-1]
     fig = _figure(7, 0.8 + 0.35 * len(ops))
     ax = fig.subplots()
@@ -296,7 +305,7 @@ def render_html(data: ReportData) -> str:
         )
     sections.append(_section("pareto", "Pareto front", body))
     if "hypervolume" in figs:
-        hv = data.hypervolume
+        hv = _present(data.hypervolume, "hypervolume")
         body = _note(
             f"Objectives {', '.join(hv.objectives)} as minimisation (accuracy negated), scaled to "
             f"[0, 1] by their range over feasible trials; reference point {hv.reference} in each; "

@@ -1,7 +1,5 @@
-"""The typed configuration of a search: YAML -> pydantic schema -> one builder per section.
-
-Sections: ``data`` (load_dataset), ``space`` (a registered search space), ``strategy`` (a
-registered strategy), plus ``seed``, ``device`` and ``output``. Unknown keys and bad values raise
+"""A search config: YAML -> the typed schema (:mod:`convnas.run.schema`) -> one builder per
+section. Unknown keys and bad values raise
 :class:`~convnas.errors.ConfigError` naming the dotted key, the value and what is allowed.
 YAML is read with ``yaml.safe_load`` only. ``--set a.b=c`` overrides are applied before
 validation.
@@ -9,180 +7,34 @@ validation.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import ValidationError
 
 from convnas.errors import ConfigError, ConvNASError
 from convnas.io import read_yaml
-from convnas.operators.darts_edge import DARTS_PRIMITIVES
-from convnas.strategies.darts import DartsSettings
-from convnas.strategies.evaluators import SupernetEvaluator, TrainEvaluator
-from convnas.strategies.optuna import OptunaSettings
+from convnas.run.schema import Config
+
+if TYPE_CHECKING:
+    from convnas.search_space import SearchSpace
+    from convnas.strategies import SearchStrategy
 
 __all__ = [
     "Config",
     "apply_overrides",
+    "build_space",
+    "build_strategy",
     "load_config",
     "parse_config",
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class CandidateConfig(_Strict):
-    op: str
-    hparams: dict[str, Any] = Field(default_factory=dict)
-
-
-Candidates = Annotated[list[str | CandidateConfig], Field(min_length=1)]
-
-
-class DataConfig(_Strict):
-    """``convnas.data.load_dataset`` arguments."""
-
-    dataset: str = "digits"
-    root: str | None = None
-    download: bool = False
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    augment: bool = True
-    limit_train: int | None = Field(None, ge=2)
-    limit_test: int | None = Field(None, ge=1)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class ResNetSpaceConfig(_Strict):
-    """The ``resnet`` macro space (input shape and classes come from the data)."""
-
-    kind: Literal["resnet"] = "resnet"
-    candidates: Candidates = ["conv_3x3", "c2sp", "do_conv_3x3", "osep_3x3", "csg_conv_3x3"]
-    depth: int = Field(20, ge=8)
-    widths: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)] = [
-        16,
-        32,
-        64,
-    ]
-    width_multiplier: float = Field(1.0, gt=0)
-    shortcut: Literal["A", "B"] = "A"
-    granularity: Literal["layer", "block", "network"] = "layer"
-
-
-class DartsSpaceConfig(_Strict):
-    """The ``darts`` cell space."""
-
-    kind: Literal["darts"]
-    candidates: Candidates = list(DARTS_PRIMITIVES)
-    channels: int = Field(16, ge=2)
-    layers: int = Field(8, ge=1)
-    steps: int = Field(4, ge=1)
-    multiplier: int = Field(4, ge=1)
-    stem_multiplier: int = Field(3, ge=1)
-    affine: bool = False
-
-
-SpaceConfig = Annotated[ResNetSpaceConfig | DartsSpaceConfig, Field(discriminator="kind")]
-
-
-def _model_from_dataclass(
-    name: str,
-    cls: type,
-    *,
-    kind: str | None = None,
-    skip: Sequence[str] = (),
-    extra_fields: Mapping[str, Any] | None = None,
-) -> type[BaseModel]:
-    """A strict pydantic model with the fields (types and defaults) of a settings dataclass."""
-    fields: dict[str, Any] = {}
-    if kind is not None:
-        fields["kind"] = (Literal[kind], ...)
-    for f in dataclasses.fields(cls):
-        if f.name in skip or f.name.startswith("_"):
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        fields[f.name] = (f.type, default)
-    fields.update(extra_fields or {})
-    return create_model(name, __base__=_Strict, **fields)
-
-
-TrainEvaluatorConfig = _model_from_dataclass("TrainEvaluatorConfig", TrainEvaluator, kind="train")
-SupernetEvaluatorConfig = _model_from_dataclass(
-    "SupernetEvaluatorConfig", SupernetEvaluator, kind="supernet"
-)
-EvaluatorConfig = Annotated[
-    SupernetEvaluatorConfig | TrainEvaluatorConfig, Field(discriminator="kind")
-]
-_GLOBAL = ("seed", "device", "progress", "worker_index")
-DartsStrategyConfig = _model_from_dataclass(
-    "DartsStrategyConfig", DartsSettings, kind="darts", skip=_GLOBAL
-)
-_OPTUNA_SKIP = (*_GLOBAL, "evaluator", "evaluator_settings")
-_OPTUNA_EXTRA = {"evaluator": (EvaluatorConfig, SupernetEvaluatorConfig(kind="supernet"))}
-OptunaStrategyConfig = _model_from_dataclass(
-    "OptunaStrategyConfig",
-    OptunaSettings,
-    kind="optuna",
-    skip=_OPTUNA_SKIP,
-    extra_fields=_OPTUNA_EXTRA,
-)
-RandomStrategyConfig = _model_from_dataclass(
-    "RandomStrategyConfig",
-    OptunaSettings,
-    kind="random",
-    skip=(*_OPTUNA_SKIP, "sampler"),
-    extra_fields=_OPTUNA_EXTRA,
-)
-StrategyConfig = Annotated[
-    OptunaStrategyConfig | DartsStrategyConfig | RandomStrategyConfig,
-    Field(discriminator="kind"),
-]
-
-
-class OutputConfig(_Strict):
-    root: str = "runs"
-    progress: bool = True
-    report: bool = True
-
-
-class Config(_Strict):
-    """A whole search: what to search, on what data, how, and where to write."""
-
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    seed: int = 0
-    device: str = "auto"
-    data: DataConfig = DataConfig()
-    space: SpaceConfig = ResNetSpaceConfig()
-    strategy: StrategyConfig = OptunaStrategyConfig(kind="optuna")
-    output: OutputConfig = OutputConfig()
-
-    def run_dir(self, default_name: str = "run") -> pathlib.Path:
-        return pathlib.Path(self.output.root) / (self.name or default_name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    def strategy_settings(self) -> dict[str, Any]:
-        """Keyword arguments of the strategy constructor."""
-        settings = self.strategy.model_dump(exclude={"kind"})
-        settings.update(seed=self.seed, device=self.device, progress=self.output.progress)
-        if self.strategy.kind in ("optuna", "random"):
-            evaluator = settings.pop("evaluator")
-            settings["evaluator"] = evaluator.pop("kind")
-            settings["evaluator_settings"] = evaluator
-        return settings
-
-    def space_settings(self) -> dict[str, Any]:
-        return self.space.model_dump(exclude={"kind"})
-
-
 def _loc(loc: Sequence[Any], union_tags: set[str]) -> str:
-    parts = []
+    parts: list[str] = []
     for i, part in enumerate(loc):
         if isinstance(part, int):
             parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
@@ -233,7 +85,7 @@ def parse_config(data: Any) -> Config:
 
 def _default_kinds(data: Mapping[str, Any]) -> dict[str, Any]:
     """``space.kind`` defaults to "resnet" and ``strategy.evaluator.kind`` to "supernet"."""
-    data = _deep_copy(data)
+    data = dict(_deep_copy(data))
     space = data.get("space")
     if isinstance(space, dict):
         space.setdefault("kind", "resnet")
@@ -279,13 +131,13 @@ def _rekey(exc: ConfigError, section: str) -> ConfigError:
     return exc
 
 
-def build_strategy(config: Config):
+def build_strategy(config: Config) -> SearchStrategy:
     from convnas.strategies.base import get_strategy
 
     return get_strategy(config.strategy.kind, **config.strategy_settings())
 
 
-def build_space(config: Config, *, input_shape: Sequence[int], num_classes: int):
+def build_space(config: Config, *, input_shape: Sequence[int], num_classes: int) -> SearchSpace:
     """The search space of ``config`` for data of ``input_shape`` and ``num_classes``."""
     from convnas.search_space import get_space
 

@@ -312,6 +312,8 @@ def run_architectures(
         if not files:
             raise ConfigError(f"{arch_dir} holds no pareto_*.yaml or darts_final.yaml")
         return [(f.stem, load_architecture(f)) for f in files]
+    if trial is None:  # unreachable after the check above; it narrows the type
+        raise ConfigError("select a trial number (--trial N) or --pareto")
     file = arch_dir / f"pareto_{trial:04d}.yaml"
     if file.is_file():
         return [(f"trial_{trial:04d}", load_architecture(file))]

@@ -20,7 +20,7 @@ from typing import Any
 from convnas.errors import ConfigError
 from convnas.io import write_json, write_yaml
 from convnas.run.config import Config, build_space, build_strategy, parse_config
-from convnas.strategies.base import SearchResult
+from convnas.strategies import OptunaStrategy, SearchResult
 
 __all__ = ["collect_run_info", "load_data", "run_search"]
 
@@ -145,7 +145,7 @@ def run_search(config: Config, *, resume: bool = False, workers: int = 1) -> Sea
     bad = [p.exitcode for p in helpers if p.exitcode != 0]
     if bad:
         logger.error("%d worker process(es) exited with errors: %s", len(bad), bad)
-    if config.strategy.kind != "darts" and helpers:
+    if isinstance(strategy, OptunaStrategy) and helpers:
         result = strategy.collect(strategy.open_study(space, run_dir), run_dir)
     info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     info["wall_time_s"] = (_dt.datetime.now(_dt.timezone.utc) - started).total_seconds()
@@ -158,10 +158,8 @@ def run_search(config: Config, *, resume: bool = False, workers: int = 1) -> Sea
 
 
 def _write_report(run_dir: pathlib.Path) -> pathlib.Path | None:
-    try:
-        from convnas.report import write_report
-    except ImportError:
-        return None
+    from convnas.report import write_report
+
     try:
         return write_report(run_dir)
     except Exception as exc:  # the search result stands even when the report cannot be drawn

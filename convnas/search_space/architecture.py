@@ -34,6 +34,7 @@ class FrozenMapping(Mapping):
     """A read-only mapping that, unlike ``MappingProxyType``, copies and pickles."""
 
     __slots__ = ("_data",)
+    _data: dict[str, Any]
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         object.__setattr__(self, "_data", dict(data))

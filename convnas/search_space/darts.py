@@ -231,7 +231,7 @@ class DartsSpace(SearchSpace):
     def derive(self, supernet: Supernet) -> Architecture:
         probs = supernet.probabilities()
         offered = {d.name: d.candidates for d in self.decisions()}
-        choices = []
+        choices: list[Choice] = []
         for kind in ("normal", "reduce"):
             for node in range(2, self.steps + 2):
                 scored = []
@@ -271,7 +271,7 @@ class DartsSpace(SearchSpace):
         if not isinstance(indices, Mapping):
             indices = {d.name: i for d, i in zip(self.decisions(), indices, strict=True)}
         offered = {d.name: d.candidates for d in self.decisions()}
-        choices = []
+        choices: list[Choice] = []
         for kind in ("normal", "reduce"):
             for node in range(2, self.steps + 2):
                 names = [edge_name(kind, node, src) for src in range(node)]

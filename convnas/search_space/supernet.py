@@ -63,6 +63,8 @@ class ArchState(nn.Module):
 class MixedOp(nn.Module):
     """The candidates of one decision; how they combine depends on the supernet mode."""
 
+    _state: ArchState  # shared by every MixedOp of a supernet, not a submodule
+
     def __init__(self, ops: Sequence[nn.Module], decision: str, state: ArchState) -> None:
         super().__init__()
         self.ops = nn.ModuleList(ops)
@@ -99,11 +101,14 @@ class Supernet(nn.Module):
         state: the architecture logits and sampling state.
     """
 
+    space: SearchSpace  # a plain reference: a space is not a module
+    arch: ArchState
+
     def __init__(self, space: SearchSpace, body: nn.Module, state: ArchState) -> None:
         super().__init__()
         self.body = body
         self.arch = state
-        attach_shared(self, "space", space)
+        object.__setattr__(self, "space", space)
         self.decisions = space.decisions()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,18 +154,20 @@ class Supernet(nn.Module):
         if isinstance(path, Architecture):
             by_name = {d.name: d for d in self.decisions}
             indices = {c.decision: by_name[c.decision].index(c) for c in path.choices}
-            path = self.space.complete_path(indices)
-        missing = [n for n in self.arch.decision_names if n not in path]
+            chosen = self.space.complete_path(indices)
+        else:
+            chosen = dict(path)
+        missing = [n for n in self.arch.decision_names if n not in chosen]
         if missing:
             raise ArchitectureError(f"path misses decisions {missing[:5]}")
-        for n, k in path.items():
+        for n, k in chosen.items():
             if n not in self.arch.num_candidates:
                 raise ArchitectureError(f"path names unknown decision {n!r}")
             if not 0 <= int(k) < self.arch.num_candidates[n]:
                 raise ArchitectureError(
                     f"path[{n!r}] = {k} is out of range 0..{self.arch.num_candidates[n] - 1}"
                 )
-        self.arch.active = {n: int(k) for n, k in path.items()}
+        self.arch.active = {n: int(k) for n, k in chosen.items()}
         return dict(self.arch.active)
 
     def derive(self) -> Architecture:
