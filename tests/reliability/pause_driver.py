@@ -69,14 +69,14 @@ def _pause_in_checkpoint_write() -> None:
 
 
 def _pause_in_sqlite_commit() -> None:
-    from optuna.storages._rdb import models
     from optuna.trial import TrialState
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
     def after_flush(session, context):
-        for obj in session.dirty:
-            if isinstance(obj, models.TrialModel) and obj.state == TrialState.COMPLETE:
+        for obj in session.dirty:  # Optuna's ORM row of a trial: the table "trials"
+            is_trial = getattr(type(obj), "__tablename__", None) == "trials"
+            if is_trial and obj.state == TrialState.COMPLETE:
                 _pause("storage-sqlite: COMPLETE flushed, not committed")
 
     event.listen(Session, "after_flush", after_flush)
@@ -96,8 +96,8 @@ def _pause_in_journal_append() -> None:
         if not any(log.get("state") == TrialState.COMPLETE for log in logs):
             return original(self, logs)
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
-        self._append_lock.acquire()
-        with open(self._path, "ab") as f:
+        self.convnas_lock.acquire()
+        with open(self.convnas_path, "ab") as f:
             f.write(data[: len(data) // 2])
             f.flush()
             os.fsync(f.fileno())

@@ -30,12 +30,20 @@ def collect(
     objectives: tuple[str, ...],
     strategy: str,
     wall_time: float = 0.0,
+    *,
+    grace_period: float = 20,
+    max_retry: int | None = 3,
 ) -> SearchResult:
-    """Write ``trials.csv`` and the Pareto front of ``study``; return them as a result."""
+    """Write ``trials.csv`` and the Pareto front of ``study``; return them as a result.
+
+    Stale trials are failed (and retried) first, with ``grace_period`` and ``max_retry`` as in
+    :class:`~convnas.strategies.optuna.OptunaSettings`.
+    """
     optuna = import_optuna()
     from convnas.strategies.heartbeat import reap_stale_trials
 
-    reap_stale_trials(study)  # a search that stopped early may leave a dead worker's trial
+    # A search that stopped early may leave a dead worker's trial RUNNING.
+    reap_stale_trials(study, grace_period=grace_period, max_retry=max_retry)
     trials = study.get_trials(deepcopy=False)
     write_trials_csv(run_dir / "trials.csv", trials, objectives)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -8,6 +8,14 @@ from typing import Any
 
 from convnas.costs import OBJECTIVE_DIRECTIONS
 from convnas.errors import ConfigError, OptionalDependencyError
+from convnas.seeding import derive_seed
+from convnas.strategies.rules import (
+    OPTIONAL_POSITIVE,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE_INT,
+    SEED,
+    check,
+)
 
 __all__ = [
     "CONSTRAINTS",
@@ -85,8 +93,6 @@ class OptunaSettings:
                 raise ConfigError(
                     f"unknown objective {name!r}; choose from {list(OBJECTIVES)}", key="objectives"
                 )
-        if self.n_trials < 1:
-            raise ConfigError(f"must be >= 1, but got {self.n_trials}", key="n_trials")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"must be one of {SAMPLERS}, but got {self.sampler!r}", key="sampler")
         if self.pruner not in ("none", "median"):
@@ -105,13 +111,26 @@ class OptunaSettings:
                 "score sampled hyper-parameters; list them as separate candidates instead",
                 key="sample_hparams",
             )
-        for key in CONSTRAINTS:
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise ConfigError(f"must be > 0 or null, but got {value}", key=key)
-        for key in ("population_size", "memory_batch_size", "heartbeat_interval", "grace_period"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"must be >= 1, but got {getattr(self, key)}", key=key)
+        check(
+            self,
+            {
+                "n_trials": POSITIVE_INT,
+                "population_size": (
+                    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+                    "an integer >= 2 (NSGA-II mates pairs)",
+                ),
+                "memory_batch_size": POSITIVE_INT,
+                "heartbeat_interval": POSITIVE_INT,
+                "grace_period": POSITIVE_INT,
+                "max_retry": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+                "max_failed": OPTIONAL_POSITIVE_INT,
+                "timeout": OPTIONAL_POSITIVE,
+                "seed": SEED,
+                "max_params": OPTIONAL_POSITIVE,
+                "max_macs": OPTIONAL_POSITIVE,
+                "max_train_memory": OPTIONAL_POSITIVE,
+            },
+        )
         if self.grace_period <= self.heartbeat_interval:
             raise ConfigError(
                 f"grace_period > heartbeat_interval must hold (a live trial beats every "
@@ -160,10 +179,13 @@ def node_index() -> int:
 def make_sampler(settings: OptunaSettings) -> Any:
     """The sampler named in the settings; Optuna 5 samplers read ``Trial.set_constraint``."""
     optuna = import_optuna()
+    name = settings.sampler
     # Workers of one study draw different proposals: the sampler seed includes the worker index
     # (local workers) and the node index (machines running the same command; docs/scaling.md).
-    seed = settings.seed * 1000 + node_index() * 100 + settings.worker_index
-    name = settings.sampler
+    # A hash, not arithmetic: seed 0 on node 10 must not equal seed 1 on node 0, and the random
+    # strategy must not replay NSGA-II's first population. Samplers take 32-bit seeds.
+    seed = derive_seed(settings.seed, "sampler", name, node_index(), settings.worker_index)
+    seed %= 2**32
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=settings.population_size, seed=seed)
     if name == "nsga3":

@@ -14,27 +14,19 @@ __all__ = ["file_lock", "make_storage"]
 
 
 def make_storage(url: str, settings: OptunaSettings) -> Any:
-    """An Optuna storage for ``url``, with heartbeats and stale-trial retry on every kind.
+    """An Optuna storage for ``url``: a plain ``RDBStorage`` (compare-and-set on SQLite too) or,
+    for ``journal:PATH``, a plain ``JournalStorage`` whose file backend survives torn lines.
 
-    RDB URLs use Optuna's own heartbeat; ``journal:PATH`` gets ours (Optuna's Journal storage
-    has none). See :mod:`convnas.strategies.heartbeat`.
+    Heartbeats and stale-trial retry are convnas's own and work the same on every kind (see
+    :mod:`convnas.strategies.heartbeat`); Optuna's native heartbeat is left off.
     """
     import_optuna()
     from convnas.strategies import heartbeat
 
-    retry = heartbeat.RetryStaleTrial(settings.max_retry, complete_attr="architecture")
     if url.startswith("journal:"):
         path = pathlib.Path(url[len("journal:") :]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        backend = heartbeat.TornTailSafeJournalFileBackend(
-            str(path), lock_grace_period=max(3, settings.grace_period)
-        )
-        return heartbeat.HeartbeatJournalStorage(
-            backend,
-            heartbeat_interval=settings.heartbeat_interval,
-            grace_period=settings.grace_period,
-            stale_trial_callback=retry,
-        )
+        return heartbeat.journal_storage(path, lock_grace_period=max(3, settings.grace_period))
     if "://" not in url:
         raise ConfigError(
             f"expected an Optuna storage URL (sqlite:///PATH, postgresql://..., mysql://...) or "
@@ -43,13 +35,7 @@ def make_storage(url: str, settings: OptunaSettings) -> Any:
         )
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     try:
-        return heartbeat.StaleAwareRDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=settings.heartbeat_interval,
-            grace_period=settings.grace_period,
-            heartbeat_stale_trial_callback=retry,
-        )
+        return heartbeat.rdb_storage(url, engine_kwargs=engine_kwargs)
     except ImportError as exc:
         raise OptionalDependencyError(
             _DRIVERS.get(url.split(":", 1)[0].split("+", 1)[0], "a database driver"),

@@ -27,6 +27,7 @@ from convnas.costs import measure, objective_values
 from convnas.errors import ConfigError, TrainingDivergedError
 from convnas.registry import check_keywords
 from convnas.search_space import Architecture, SearchSpace, build_model
+from convnas.seeding import forked_rng
 from convnas.strategies.base import SearchResult, SearchStrategy, config_hash, register_strategy
 from convnas.strategies.evaluators import get_evaluator
 from convnas.strategies.optuna.results import collect, count_trials, describe_failure
@@ -66,7 +67,6 @@ class OptunaStrategy(SearchStrategy):
     def open_study(self, space: SearchSpace, run_dir: pathlib.Path) -> Any:
         """Create or join the study of this run (the same call from every worker)."""
         optuna = import_optuna()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         s = self.settings
         url = s.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
         pruner = optuna.pruners.MedianPruner(n_warmup_steps=0) if s.pruner == "median" else None
@@ -110,13 +110,23 @@ class OptunaStrategy(SearchStrategy):
         device = resolve_device(s.device)
         study = self.open_study(space, run_dir)
         done = count_trials(study, optuna.trial.TrialState.COMPLETE)
-        if done and not resume:
-            logger.info("joining study %r with %d completed trial(s)", s.study_name, done)
+        if done and not resume and s.storage is None:
+            # The run directory's own study holds results: continuing it is a decision the
+            # user states (the same rule as DARTS). A shared storage is joined by design.
+            raise ConfigError(
+                f"{run_dir} already holds a study with {done} completed trial(s); pass "
+                f"--resume (resume=True) to continue it, or choose another run name",
+                key="output.run_dir",
+            )
+        if done:
+            logger.info("continuing study %r with %d completed trial(s)", s.study_name, done)
         with file_lock(run_dir / ".evaluator.lock"):  # one worker trains a shared supernet
             self._evaluator.prepare(
                 space, data, run_dir, seed=s.seed, device=device, show_progress=s.progress
             )
-        self._space, self._cost_cache, self._score_cache = space, {}, {}
+        self._space = space
+        self._cost_cache: dict[str, dict[str, float]] = {}
+        self._score_cache: dict[str, float] = {}
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
         bar = None
         if s.progress:
@@ -147,7 +157,7 @@ class OptunaStrategy(SearchStrategy):
         deadline = None if s.timeout is None else time.monotonic() + s.timeout
         max_failed = s.max_failed or 2 * s.n_trials + 5
         while True:
-            reap_stale_trials(study)
+            reap_stale_trials(study, grace_period=s.grace_period, max_retry=s.max_retry)
             counts = Counter(t.state for t in study.get_trials(deepcopy=False))
             if bar is not None:
                 bar.update(min(counts[state.COMPLETE], s.n_trials) - bar.n)
@@ -189,10 +199,10 @@ class OptunaStrategy(SearchStrategy):
     def _costs(self, arch: Architecture) -> dict[str, float]:
         key = arch.to_yaml()
         if key not in self._cost_cache:
+            with forked_rng(0):  # costs do not depend on the weights' values
+                model = build_model(arch)
             costs = measure(
-                build_model(arch),
-                self._space.input_shape,
-                batch_size=self.settings.memory_batch_size,
+                model, self._space.input_shape, batch_size=self.settings.memory_batch_size
             )
             self._cost_cache[key] = objective_values(costs)
         return self._cost_cache[key]
@@ -211,29 +221,32 @@ class OptunaStrategy(SearchStrategy):
     def _run_trial(self, trial: Any) -> list[float]:
         optuna = import_optuna()
         s = self.settings
-        from convnas.strategies.heartbeat import mark_alive
+        from convnas.strategies.heartbeat import Heartbeat
 
-        mark_alive(trial, self._worker)
-        # Capacity: COMPLETE trials plus the RUNNING/WAITING ones created before this one. The
-        # order by number is the same for every worker, so of two trials racing for the last
-        # slot exactly one runs; a stale trial keeps its slot until it is failed and retried.
-        state = optuna.trial.TrialState
-        ahead = sum(
-            t.state == state.COMPLETE
-            or (t.state in (state.RUNNING, state.WAITING) and t.number < trial.number)
-            for t in trial.study.get_trials(deepcopy=False)
-        )
-        if ahead >= s.n_trials:
-            trial.set_user_attr("note", "not run: the study already has n_trials trials")
-            raise optuna.TrialPruned("the study already has n_trials complete or running trials")
-        try:
-            return self._evaluate(trial)
-        except (optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError):
-            raise
-        except Exception as exc:  # recorded, then handled by Optuna: FAIL (caught) or re-raised
-            with contextlib.suppress(Exception):
-                trial.set_user_attr("fail_reason", describe_failure(exc))
-            raise
+        with Heartbeat(trial, interval=s.heartbeat_interval, worker=self._worker):
+            # Capacity: COMPLETE trials plus the RUNNING/WAITING ones created before this one.
+            # The order by number is the same for every worker, so of two trials racing for the
+            # last slot exactly one runs; a stale trial keeps its slot until it is failed and
+            # retried.
+            state = optuna.trial.TrialState
+            ahead = sum(
+                t.state == state.COMPLETE
+                or (t.state in (state.RUNNING, state.WAITING) and t.number < trial.number)
+                for t in trial.study.get_trials(deepcopy=False)
+            )
+            if ahead >= s.n_trials:
+                trial.set_user_attr("note", "not run: the study already has n_trials trials")
+                raise optuna.TrialPruned(
+                    "the study already has n_trials complete or running trials"
+                )
+            try:
+                return self._evaluate(trial)
+            except (optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError):
+                raise
+            except Exception as exc:  # recorded, then handled by Optuna: FAIL (caught) or raised
+                with contextlib.suppress(Exception):
+                    trial.set_user_attr("fail_reason", describe_failure(exc))
+                raise
 
     def _evaluate(self, trial: Any) -> list[float]:
         s = self.settings
@@ -253,13 +266,12 @@ class OptunaStrategy(SearchStrategy):
         accuracy = float("nan")
         if "accuracy" in s.objectives:
             if feasible:
-                trial._convnas_prunable = s.pruner == "median"
                 key = arch.to_yaml()
                 if self._evaluator.deterministic and key in self._score_cache:
                     accuracy = self._score_cache[key]
                     trial.set_user_attr("note", "same network as an earlier trial: reused")
                 else:
-                    accuracy = self._evaluator.score(arch, trial)
+                    accuracy = self._evaluator.score(arch, trial, prune=s.pruner == "median")
                     self._score_cache[key] = accuracy
             else:
                 accuracy = 0.0
@@ -270,7 +282,16 @@ class OptunaStrategy(SearchStrategy):
 
     def collect(self, study: Any, run_dir: pathlib.Path, wall_time: float = 0.0) -> SearchResult:
         """Write ``trials.csv`` and the Pareto front; return them as a :class:`SearchResult`."""
-        return collect(study, run_dir, self.settings.objectives, self.name, wall_time)
+        s = self.settings
+        return collect(
+            study,
+            run_dir,
+            s.objectives,
+            self.name,
+            wall_time,
+            grace_period=s.grace_period,
+            max_retry=s.max_retry,
+        )
 
 
 @register_strategy
