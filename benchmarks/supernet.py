@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from convnas.costs.measure import measure
 from convnas.search_space import get_space
-from convnas.search_space.darts import DARTS_PRIMITIVES
+from convnas.operators.darts_edge import DARTS_PRIMITIVES
 
 NEW_OPERATORS = ["c2sp", "do_conv_3x3", "osep_3x3", "csg_conv_3x3", "sw_sep"]
 

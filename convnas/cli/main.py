@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from convnas.errors import ConvNASError
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:  # the application, not the library, decides what Optuna may say
+        logging.getLogger("optuna").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=r".* is experimental \(supported from v")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -330,7 +330,6 @@ def _study_architecture(run_dir: pathlib.Path, number: int) -> Architecture:
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///") :]).is_file():
         raise ConfigError(f"trial {number}: {run_dir} has neither its Pareto file nor a study.db")
     name = strategy.get("study_name") or "convnas"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=name, storage=make_storage(url, OptunaSettings()))
     except KeyError:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from convnas.errors import ArchitectureError, ConfigError
@@ -129,7 +130,15 @@ class DartsSpace(SearchSpace):
             cells = [(c, hw) for red, c, hw in plan if red == reduction]
             for node, src in edges_of_cell(self.steps):
                 stride = 2 if reduction and src < 2 else 1
-                sites = tuple(Site(c, c, stride, hw) for c, hw in cells)
+                # An edge leaving an intermediate node of a reduction cell sees the halved
+                # map (the stride-2 edges into node 2 produced it), not the cell's input.
+                halved = reduction and src >= 2
+                sites = tuple(
+                    Site(
+                        c, c, stride, (math.ceil(hw[0] / 2), math.ceil(hw[1] / 2)) if halved else hw
+                    )
+                    for c, hw in cells
+                )
                 offered = tuple(
                     cand
                     for cand in self.candidates
@@ -159,11 +168,13 @@ class DartsSpace(SearchSpace):
             shared=context.modules,
         )
 
-    def build_supernet(self, mode: str = "weighted") -> Supernet:
+    def build_supernet(
+        self, mode: str = "weighted", *, generator: torch.Generator | None = None
+    ) -> Supernet:
         if not self.candidates:
             raise ConfigError("a supernet needs candidates", key="candidates")
         decisions = {d.name: d for d in self.decisions() if d.sites}
-        state = ArchState(list(decisions.values()), mode)
+        state = ArchState(list(decisions.values()), mode, generator=generator)
         context = BuildContext()
 
         def factory(name: str, c: int, stride: int, index: int, reduction: bool) -> nn.Module:

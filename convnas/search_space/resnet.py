@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from convnas.errors import ConfigError
@@ -151,11 +152,13 @@ class ResNetSpace(SearchSpace):
             in_channels=self._input_shape[0],
         )
 
-    def build_supernet(self, mode: str = "weighted") -> Supernet:
+    def build_supernet(
+        self, mode: str = "weighted", *, generator: torch.Generator | None = None
+    ) -> Supernet:
         if not self.candidates:
             raise ConfigError("a supernet needs candidates", key="candidates")
         decisions = {d.name: d for d in self.decisions()}
-        state = ArchState(list(decisions.values()), mode)
+        state = ArchState(list(decisions.values()), mode, generator=generator)
 
         def factory(pos: int, cin: int, cout: int, stride: int, ctx: BuildContext) -> nn.Module:
             decision = decisions[self.decision_of_position(pos)]

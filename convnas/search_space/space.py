@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import nn
 
 from convnas.errors import ArchitectureError, ConfigError, ConvNASError
@@ -178,8 +179,11 @@ class SearchSpace(abc.ABC):
         """Every decision, in a fixed order."""
 
     @abc.abstractmethod
-    def build_supernet(self, mode: str = "weighted") -> Supernet:
-        """A network holding every candidate at every decision."""
+    def build_supernet(
+        self, mode: str = "weighted", *, generator: torch.Generator | None = None
+    ) -> Supernet:
+        """A network holding every candidate at every decision; ``generator`` draws the
+        initial architecture logits."""
 
     @abc.abstractmethod
     def build_model(self, arch: Architecture) -> nn.Module:

@@ -33,13 +33,27 @@ MODES = ("weighted", "gumbel", "single_path", "fixed")
 
 
 class ArchState(nn.Module):
-    """Architecture logits (one Parameter per decision) and the sampling state."""
+    """Architecture logits (one Parameter per decision) and the sampling state.
 
-    def __init__(self, decisions: Sequence[Decision], mode: str = "weighted") -> None:
+    The logits start at ``1e-3 * N(0, 1)`` drawn from ``generator`` (default: seed 0), never
+    from the global RNG.
+    """
+
+    def __init__(
+        self,
+        decisions: Sequence[Decision],
+        mode: str = "weighted",
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.decision_names = [d.name for d in decisions]
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.alphas = nn.ParameterDict(
-            {d.name: nn.Parameter(1e-3 * torch.randn(len(d.candidates))) for d in decisions}
+            {
+                d.name: nn.Parameter(1e-3 * torch.randn(len(d.candidates), generator=generator))
+                for d in decisions
+            }
         )
         self.num_candidates = {d.name: len(d.candidates) for d in decisions}
         self.mode = "weighted"

@@ -22,9 +22,16 @@ from torch import nn
 from convnas.errors import CheckpointError, ConfigError
 from convnas.io import load_checkpoint, save_checkpoint
 from convnas.registry import Registry, check_keywords
-from convnas.search_space import Architecture, build_model
-from convnas.search_space.space import SearchSpace
+from convnas.search_space import Architecture, SearchSpace, build_model
+from convnas.seeding import forked_rng
 from convnas.strategies.base import config_hash
+from convnas.strategies.rules import (
+    NON_NEGATIVE,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    check,
+)
 from convnas.strategies.training import check_finite, evaluate, progress, train_model
 
 __all__ = [
@@ -66,8 +73,10 @@ class Evaluator(abc.ABC):
         """Get ready to score architectures of ``space`` on ``data``."""
 
     @abc.abstractmethod
-    def score(self, arch: Architecture, trial: Any = None) -> float:
-        """The accuracy (0..1) of ``arch``; ``trial`` is the Optuna trial, if any."""
+    def score(self, arch: Architecture, trial: Any = None, *, prune: bool = False) -> float:
+        """The accuracy (0..1) of ``arch``. ``trial`` is the Optuna trial, if any; with
+        ``prune`` the evaluator reports intermediate accuracies to it and stops when Optuna's
+        pruner says so."""
 
 
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
@@ -111,10 +120,17 @@ class TrainEvaluator(Evaluator):
     deterministic: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"must be >= 1, but got {self.epochs}", key="evaluator.epochs")
-        if self.batch_size < 1:
-            raise ConfigError(f"must be >= 1, got {self.batch_size}", key="evaluator.batch_size")
+        check(
+            self,
+            {
+                "epochs": POSITIVE_INT,
+                "batch_size": POSITIVE_INT,
+                "lr": POSITIVE,
+                "max_steps": OPTIONAL_POSITIVE_INT,
+                "weight_decay": NON_NEGATIVE,
+            },
+            prefix="evaluator.",
+        )
 
     def prepare(
         self,
@@ -128,9 +144,9 @@ class TrainEvaluator(Evaluator):
     ) -> None:
         self._data, self._seed, self._device = data, seed, device
 
-    def score(self, arch: Architecture, trial: Any = None) -> float:
-        torch.manual_seed(self._seed)
-        model = build_model(arch)
+    def score(self, arch: Architecture, trial: Any = None, *, prune: bool = False) -> float:
+        with forked_rng(self._seed, self._device):  # same init for every candidate
+            model = build_model(arch)
 
         def on_epoch(epoch: int, accuracy: float) -> None:
             if trial is None:
@@ -151,9 +167,7 @@ class TrainEvaluator(Evaluator):
             weight_decay=self.weight_decay,
             seed=self._seed,
             device=self._device,
-            on_epoch=on_epoch
-            if trial is not None and getattr(trial, "_convnas_prunable", False)
-            else None,
+            on_epoch=on_epoch if trial is not None and prune else None,
         )
         return float(result.val_accuracy)
 
@@ -192,10 +206,19 @@ class SupernetEvaluator(Evaluator):
     deterministic: ClassVar[bool] = True  # a path's score depends only on the trained supernet
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ConfigError(f"must be >= 0, but got {self.epochs}", key="evaluator.epochs")
-        if self.bn_batches < 1:
-            raise ConfigError(f"must be >= 1, got {self.bn_batches}", key="evaluator.bn_batches")
+        check(
+            self,
+            {
+                "epochs": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+                "batch_size": POSITIVE_INT,
+                "lr": POSITIVE,
+                "steps_per_epoch": OPTIONAL_POSITIVE_INT,
+                "bn_batches": POSITIVE_INT,
+                "eval_batches": OPTIONAL_POSITIVE_INT,
+                "weight_decay": NON_NEGATIVE,
+            },
+            prefix="evaluator.",
+        )
 
     def prepare(
         self,
@@ -209,9 +232,16 @@ class SupernetEvaluator(Evaluator):
     ) -> None:
         from convnas.data import make_loader
 
+        if self.epochs and len(data.train) < self.batch_size:
+            raise ConfigError(
+                f"the training split has {len(data.train)} samples, fewer than one batch of "
+                f"batch_size={self.batch_size}, so the supernet would not train one step; lower "
+                f"it or use more training data (data.limit_train, data.val_fraction)",
+                key="strategy.evaluator.batch_size",
+            )
         self._data, self._device = data, device
-        torch.manual_seed(seed)
-        supernet = space.build_supernet("single_path").to(device)
+        with forked_rng(seed, device):  # the weights' init; the caller's RNG is left alone
+            supernet = space.build_supernet("single_path").to(device)
         path = run_dir / "supernet.pt"
         fingerprint = config_hash(
             space.name,
@@ -230,7 +260,7 @@ class SupernetEvaluator(Evaluator):
         start = 0
         generator = torch.Generator().manual_seed(seed)
         if path.exists():
-            state = load_checkpoint(path, map_location=device)
+            state = load_checkpoint(path, map_location="cpu")  # the generator state stays on CPU
             if state.get("config_hash") != fingerprint:
                 raise CheckpointError(
                     f"{path} holds a supernet trained with another configuration; remove it or "
@@ -294,7 +324,7 @@ class SupernetEvaluator(Evaluator):
     def supernet(self):
         return self._supernet
 
-    def score(self, arch: Architecture, trial: Any = None) -> float:
+    def score(self, arch: Architecture, trial: Any = None, *, prune: bool = False) -> float:
         supernet = self._supernet
         supernet.set_mode("fixed")
         supernet.set_path(arch)

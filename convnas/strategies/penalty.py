@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from convnas.costs.cost_table import CostTable
+from convnas.costs import CostTable, cost_field
 from convnas.errors import ConfigError
 from convnas.search_space.space import SearchSpace
 from convnas.search_space.supernet import Supernet
@@ -25,9 +25,10 @@ class ExpectedCostPenalty:
     Args:
         space: the search space (its decisions carry candidates and sites).
         supernet: the supernet whose logits are penalised.
-        metric: "params", "deploy_params", "macs" or "train_memory".
+        metric: a cost objective: "params", "deploy_params", "macs" or "train_memory"
+            (:data:`convnas.costs.COST_OBJECTIVES`).
         lam: the weight lambda.
-        batch_size: batch size for the training-memory metric.
+        batch_size, optimizer: the search's, so training memory is priced as it is paid.
     """
 
     def __init__(
@@ -39,11 +40,13 @@ class ExpectedCostPenalty:
         *,
         device: torch.device | None = None,
         batch_size: int = 1,
+        optimizer: str = "sgd",
     ) -> None:
         decisions = [d for d in space.decisions() if d.sites]
-        self.table = CostTable(decisions, batch_size=batch_size)
-        self.metric, self.lam, self.supernet = metric, float(lam), supernet
-        self.reference = float(sum(max(row) for row in self.table.values(metric)))
+        self.table = CostTable(decisions, batch_size=batch_size, optimizer=optimizer)
+        self.objective, self.lam, self.supernet = metric, float(lam), supernet
+        self.metric = cost_field(metric)
+        self.reference = float(sum(max(row) for row in self.table.values(self.metric)))
         if self.reference <= 0:
             raise ConfigError(
                 f"every candidate has zero {metric}; the penalty is undefined",

@@ -13,6 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import ConfigError, TrainingDivergedError
+from convnas.strategies.rules import (
+    FRACTION,
+    NON_NEGATIVE,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+)
 
 __all__ = [
     "TrainResult",
@@ -114,8 +121,24 @@ def train_model(
     """
     from convnas.data import make_loader
 
-    if epochs < 1:
-        raise ConfigError(f"must be >= 1, but got {epochs}", key="epochs")
+    for key, value, (test, rule) in (
+        ("epochs", epochs, POSITIVE_INT),
+        ("batch_size", batch_size, POSITIVE_INT),
+        ("lr", lr, POSITIVE),
+        ("momentum", momentum, FRACTION),
+        ("weight_decay", weight_decay, NON_NEGATIVE),
+        ("max_steps", max_steps, OPTIONAL_POSITIVE_INT),
+    ):
+        if not test(value):
+            raise ConfigError(f"must be {rule}, but got {value!r}", key=key)
+    full_batches = len(data.train) // batch_size
+    if full_batches == 0:
+        raise ConfigError(
+            f"the training split has {len(data.train)} samples, fewer than one batch of "
+            f"batch_size={batch_size}, so not one training step would run; lower batch_size "
+            f"or use more training data (data.limit_train, data.val_fraction)",
+            key="batch_size",
+        )
     dev = resolve_device(device)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]

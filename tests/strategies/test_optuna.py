@@ -130,11 +130,11 @@ def test_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, d
     calls = {"n": 0}
     original = SupernetEvaluator.score
 
-    def flaky(self, arch, trial=None):
+    def flaky(self, arch, trial=None, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise TrainingDivergedError("loss became nan during a forced test")
-        return original(self, arch, trial)
+        return original(self, arch, trial, **kwargs)
 
     monkeypatch.setattr(SupernetEvaluator, "score", flaky)
     monkeypatch.setattr(SupernetEvaluator, "deterministic", False)

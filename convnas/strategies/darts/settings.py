@@ -8,6 +8,15 @@ from typing import Any
 
 from convnas.costs import COST_OBJECTIVES
 from convnas.errors import ConfigError
+from convnas.strategies.rules import (
+    FRACTION,
+    NON_NEGATIVE,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    check,
+)
 
 __all__ = ["CHECKPOINT", "PENALTY_METRICS", "DartsSettings"]
 
@@ -43,34 +52,41 @@ class DartsSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        checks = [
-            ("epochs", self.epochs >= 1, "an int >= 1"),
-            ("batch_size", self.batch_size >= 1, "an int >= 1"),
-            ("order", self.order in (1, 2), "1 or 2"),
-            ("mode", self.mode in ("weighted", "gumbel"), "'weighted' or 'gumbel'"),
-            ("tau", self.tau > 0, "> 0"),
-            ("w_lr", self.w_lr > 0, "> 0"),
-            ("a_lr", self.a_lr > 0, "> 0"),
-            ("warmup_epochs", 0 <= self.warmup_epochs, ">= 0"),
-            (
-                "steps_per_epoch",
-                self.steps_per_epoch is None or self.steps_per_epoch >= 1,
-                "None or >= 1",
-            ),
-            (
-                "penalty_metric",
-                self.penalty_metric in (None, *PENALTY_METRICS),
-                f"None or one of {PENALTY_METRICS}",
-            ),
-            ("penalty_lambda", self.penalty_lambda >= 0, ">= 0"),
-            ("grad_clip", self.grad_clip > 0, "> 0"),
-            ("fd_scale", self.fd_scale > 0, "> 0"),
-        ]
-        for key, ok, rule in checks:
-            if not ok:
-                raise ConfigError(f"must be {rule}, but got {getattr(self, key)!r}", key=key)
+        check(
+            self,
+            {
+                "epochs": POSITIVE_INT,
+                "batch_size": POSITIVE_INT,
+                "tau": POSITIVE,
+                "w_lr": POSITIVE,
+                "w_lr_min": NON_NEGATIVE,
+                "w_momentum": FRACTION,
+                "w_weight_decay": NON_NEGATIVE,
+                "grad_clip": POSITIVE,
+                "a_lr": POSITIVE,
+                "a_beta1": FRACTION,
+                "a_beta2": FRACTION,
+                "a_weight_decay": NON_NEGATIVE,
+                "warmup_epochs": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+                "steps_per_epoch": OPTIONAL_POSITIVE_INT,
+                "penalty_lambda": NON_NEGATIVE,
+                "fd_scale": POSITIVE,
+                "seed": SEED,
+                "order": (lambda v: v in (1, 2), "1 or 2"),
+                "mode": (lambda v: v in ("weighted", "gumbel"), "'weighted' or 'gumbel'"),
+                "penalty_metric": (
+                    lambda v: v in (None, *PENALTY_METRICS),
+                    f"null or one of {list(PENALTY_METRICS)}",
+                ),
+            },
+        )
         if self.mode == "gumbel" and self.order == 2:
             raise ConfigError("second order needs mode 'weighted'", key="order")
+        if self.w_lr_min > self.w_lr:
+            raise ConfigError(
+                f"w_lr_min <= w_lr must hold, but got w_lr_min={self.w_lr_min}, w_lr={self.w_lr}",
+                key="w_lr_min",
+            )
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change results (progress bars and device do not)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from convnas.errors import CheckpointError, ConfigError, TrainingDivergedError
 from convnas.io import load_checkpoint, save_checkpoint, write_json
 from convnas.registry import check_keywords
 from convnas.search_space import SearchSpace, Supernet, build_model
+from convnas.seeding import derive_seed, forked_rng, local_generator
 from convnas.strategies.base import (
     ArchitectureResult,
     SearchResult,
@@ -76,15 +76,17 @@ class DartsStrategy(SearchStrategy):
         run_dir.mkdir(parents=True, exist_ok=True)
         ctx, device = setup_distributed(s.device)
         try:
-            return self._search(space, data, run_dir, resume, ctx, device)
+            # Weight init, Gumbel noise and any dropout draw from a stream of this run's own;
+            # the caller's global RNG state is restored afterwards.
+            with forked_rng(s.seed, device):
+                return self._search(space, data, run_dir, resume, ctx, device)
         finally:
             ctx.close()
 
     def _search(self, space, data, run_dir, resume, ctx, device) -> SearchResult:
         s = self.settings
-        torch.manual_seed(s.seed)
-        random.seed(s.seed)
-        supernet = space.build_supernet("weighted").to(device)
+        alphas_rng = local_generator(derive_seed(s.seed, "darts", "alphas"))
+        supernet = space.build_supernet("weighted", generator=alphas_rng).to(device)
         supernet.set_mode(s.mode, tau=s.tau)
         w_opt = torch.optim.SGD(
             supernet.weight_parameters(),
@@ -115,18 +117,20 @@ class DartsStrategy(SearchStrategy):
                     f"to continue it or choose another run directory",
                     key="output.run_dir",
                 )
-            state = load_checkpoint(ckpt_path, map_location=device)
+            # RNG states are CPU tensors whatever the device: load everything on the CPU;
+            # load_state_dict copies weights and optimizer state onto the parameters' device.
+            state = load_checkpoint(ckpt_path, map_location="cpu")
             if state.get("config_hash") != fingerprint:
                 raise CheckpointError(
                     f"{ckpt_path} was written by another configuration (hash "
                     f"{state.get('config_hash')!r}, this run {fingerprint!r}); refusing to resume"
                 )
+            _check_epochs(state, s.epochs, ckpt_path)
             supernet.load_state_dict(state["supernet"])
             w_opt.load_state_dict(state["w_opt"])
             a_opt.load_state_dict(state["a_opt"])
             sched.load_state_dict(state["sched"])
-            torch.set_rng_state(state["torch_rng"])
-            random.setstate(_to_tuple(state["python_rng"]))
+            _set_rng_states(state, device)
             start_epoch, history = int(state["epoch"]), list(state["history"])
             logger.info("resumed DARTS from epoch %d of %d", start_epoch, s.epochs)
         weight_names = {id(p): n for n, p in supernet.named_parameters()}
@@ -171,9 +175,9 @@ class DartsStrategy(SearchStrategy):
                     "w_opt": w_opt.state_dict(),
                     "a_opt": a_opt.state_dict(),
                     "sched": sched.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "python_rng": random.getstate(),
+                    **_rng_states(device),
                     "epoch": epoch + 1,
+                    "epochs": s.epochs,
                     "history": history,
                     "config_hash": fingerprint,
                 },
@@ -260,7 +264,13 @@ class DartsStrategy(SearchStrategy):
         from convnas.strategies.penalty import ExpectedCostPenalty
 
         return ExpectedCostPenalty(
-            space, supernet, s.penalty_metric, s.penalty_lambda, device=device
+            space,
+            supernet,
+            s.penalty_metric,
+            s.penalty_lambda,
+            device=device,
+            batch_size=s.batch_size,
+            optimizer="sgd_momentum" if s.w_momentum else "sgd",
         )
 
     def _arch_step(
@@ -336,7 +346,32 @@ def _cycle(loader):
         yield from loader
 
 
-def _to_tuple(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_to_tuple(v) for v in value)
-    return value
+def _rng_states(device: torch.device) -> dict[str, Any]:
+    """The RNG states a resume needs: the (forked) CPU stream and, on CUDA, the device's."""
+    states: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(state: dict[str, Any], device: torch.device) -> None:
+    try:
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+    except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(f"the checkpoint's RNG state cannot be restored: {exc}") from None
+
+
+def _check_epochs(state: dict[str, Any], epochs: int, path: pathlib.Path) -> None:
+    """A cosine schedule over E epochs cannot become one over E' != E without changing the
+    learning rates of the epochs already run, so such a resume could never equal an
+    uninterrupted run of the new length: refuse it."""
+    saved = state.get("epochs")
+    if saved is not None and int(saved) != epochs:
+        raise CheckpointError(
+            f"{path} belongs to a search of epochs={saved}; resuming it with epochs={epochs} "
+            f"would restart the cosine learning-rate schedule (the epochs already run used the "
+            f"rates of a {saved}-epoch schedule). Resume with epochs={saved}, or start a new "
+            f"run directory with epochs={epochs}"
+        )
