@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from convnas.costs.measure import measure
-from convnas.search_space import get_space
 from convnas.operators.darts_edge import DARTS_PRIMITIVES
+from convnas.search_space import get_space
 
 NEW_OPERATORS = ["c2sp", "do_conv_3x3", "osep_3x3", "csg_conv_3x3", "sw_sep"]
 

@@ -2,24 +2,32 @@
 
 Over-parameterised operators (DO-Conv, CSG, the multi-path ShiftwiseConv) train with extra
 parameters that collapse into an ordinary module for inference. Each such module has a
-``fold()`` method returning the equivalent deploy module; :func:`fold` applies it throughout
-a network.
+``fold()`` method returning the equivalent deploy module (the :class:`Foldable` protocol);
+:func:`fold` applies it throughout a network.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Protocol, runtime_checkable
 
 from torch import nn
 
 from convnas.operators.context import SharedModules
 
-__all__ = ["fold", "is_foldable"]
+__all__ = ["Foldable", "fold", "is_foldable"]
 
 
-def is_foldable(module: nn.Module) -> bool:
-    """Whether ``module`` has its own ``fold()`` method."""
-    return callable(getattr(module, "fold", None))
+@runtime_checkable
+class Foldable(Protocol):
+    """A module with its own deploy form: ``fold()`` returns the equivalent plain module."""
+
+    def fold(self) -> nn.Module: ...
+
+
+def is_foldable(module: object) -> bool:
+    """Whether ``module`` has its own ``fold()`` method (is a :class:`Foldable`)."""
+    return isinstance(module, Foldable)
 
 
 def fold(model: nn.Module, *, inplace: bool = False) -> nn.Module:
@@ -33,7 +41,7 @@ def fold(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         inplace: modify ``model`` itself instead of a deep copy.
     """
     target = model if inplace else copy.deepcopy(model)
-    if is_foldable(target):
+    if isinstance(target, Foldable):
         return target.fold()
     _fold_children(target)
     for module in target.modules():
@@ -46,7 +54,7 @@ def _fold_children(module: nn.Module) -> None:
     for name, child in list(module.named_children()):
         if isinstance(child, SharedModules):
             continue
-        if is_foldable(child):
+        if isinstance(child, Foldable):
             setattr(module, name, child.fold())
         else:
             _fold_children(child)

@@ -78,12 +78,12 @@ class Registry(Generic[T]):
                 return
             self._loaded = True
             if self._entry_point_group is not None:
-                self._load_entry_points()
+                self._load_entry_points(self._entry_point_group)
 
-    def _load_entry_points(self) -> None:
+    def _load_entry_points(self, group: str) -> None:
         from importlib.metadata import entry_points
 
-        for ep in entry_points(group=self._entry_point_group):
+        for ep in entry_points(group=group):
             try:
                 target = ep.load()
             except Exception as exc:  # a broken plugin must not break convnas itself

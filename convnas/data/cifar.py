@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import importlib
 import logging
 import pathlib
 import pickle
@@ -51,9 +52,9 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     try:
-        from numpy._core import multiarray  # numpy >= 2
+        multiarray = importlib.import_module("numpy._core.multiarray")  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
+        multiarray = importlib.import_module("numpy.core.multiarray")
     allowed: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): _safe_dtype,

@@ -11,6 +11,7 @@ import gzip
 import logging
 import pathlib
 import struct
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ __all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_ROOT", "read_idx"]
 
 logger = logging.getLogger(__name__)
 
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -118,7 +119,7 @@ def fashion_mnist(info: DatasetInfo, *, root: pathlib.Path | None, download: boo
         )
     if download:
         logger.info("fashion_mnist: files found under %s; download=True is not needed", base)
-    arrays = {key: read_idx(path) for key, path in paths.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items() if path is not None}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

@@ -123,9 +123,7 @@ def register_dataset(
     Raises:
         DuplicateNameError: ``name`` is taken and ``replace`` is False.
     """
-    info = DatasetInfo(
-        name, num_classes, tuple(input_shape), tuple(classes), mean, std, description
-    )
+    info = DatasetInfo(name, num_classes, (*input_shape,), tuple(classes), mean, std, description)
 
     def decorator(builder: Callable[..., RawSplits]) -> Callable[..., RawSplits]:
         DATASETS.add(name, DatasetSpec(info, builder), replace=replace)

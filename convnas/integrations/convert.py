@@ -19,6 +19,8 @@ Which convs are replaced:
    the operator does not support (or unequal strides), ``in != out`` channels for an operator that
    keeps the channels, or padding that does not keep the size at stride 1 (``2p != d(k-1)``).
 
+These rules are coded in :mod:`convnas.integrations.conv_selection`.
+
 Bias: a conv with a bias keeps it. The operator is wrapped in :class:`BiasedOperator` (operator
 output plus a per-channel bias initialised from the conv's bias); it folds to an ``nn.Conv2d``
 with that bias when the operator folds to a bias-free conv. Weights are never carried over: the
@@ -28,7 +30,6 @@ operators are new layers, initialised by their own ``reset_parameters``.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,9 +39,10 @@ import torch
 from torch import nn
 
 from convnas.errors import ConvNASError, OperatorArgumentError
-from convnas.folding import is_foldable
-from convnas.integrations.darts import Patterns, as_patterns
-from convnas.operators import BuildContext, SharedModules, create_operator, operator_info
+from convnas.folding import Foldable
+from convnas.integrations.conv_selection import check_op_args, conv2d_pair, select_convs
+from convnas.integrations.darts import Patterns
+from convnas.operators import BuildContext, SharedModules, create_operator
 
 __all__ = [
     "SHARED_ATTRIBUTE",
@@ -69,16 +71,16 @@ class BiasedOperator(nn.Module):
 
     def fold(self) -> nn.Module:
         """The folded operator with the bias merged into it when it folds to a plain conv."""
-        inner = self.op.fold() if is_foldable(self.op) else self.op
+        inner = self.op.fold() if isinstance(self.op, Foldable) else self.op
         if type(inner) is not nn.Conv2d or inner.bias is not None:
             return BiasedOperator(inner, self.bias)
         conv = nn.Conv2d(
             inner.in_channels,
             inner.out_channels,
-            inner.kernel_size,
-            inner.stride,
-            inner.padding,
-            inner.dilation,
+            conv2d_pair(inner.kernel_size),
+            conv2d_pair(inner.stride),
+            inner.padding if isinstance(inner.padding, str) else conv2d_pair(inner.padding),
+            conv2d_pair(inner.dilation),
             inner.groups,
             bias=True,
             padding_mode=inner.padding_mode,
@@ -87,7 +89,8 @@ class BiasedOperator(nn.Module):
         )
         with torch.no_grad():
             conv.weight.copy_(inner.weight)
-            conv.bias.copy_(self.bias)
+            if conv.bias is not None:  # bias=True above
+                conv.bias.copy_(self.bias)
         return conv
 
 
@@ -173,73 +176,6 @@ class ConversionReport:
         return self.table()
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
-
-
-def _is_default(conv: nn.Conv2d) -> str:
-    """ "" when the conv is a plain 3x3 of the default rule, else why not."""
-    if _pair(conv.kernel_size) != (3, 3):
-        return f"kernel {conv.kernel_size}"
-    if conv.groups != 1:
-        return f"groups={conv.groups} (select it with include)"
-    if _pair(conv.dilation) != (1, 1):
-        return f"dilation {conv.dilation} (select it with include)"
-    if conv.padding != (1, 1) or conv.padding_mode != "zeros":
-        return f"padding {conv.padding!r}/{conv.padding_mode} (select it with include)"
-    return ""
-
-
-def _unsupported(conv: nn.Conv2d, op: str) -> str:
-    """ "" when ``op`` can stand in for ``conv``, else why not."""
-    info = operator_info(op)
-    stride = _pair(conv.stride)
-    if stride[0] != stride[1]:
-        return f"unequal strides {stride}"
-    if stride[0] not in info.strides:
-        return f"{op!r} supports stride in {info.strides}, not {stride[0]}"
-    if conv.in_channels != conv.out_channels and not info.channel_change:
-        return f"{op!r} needs in_channels == out_channels"
-    if conv.padding == "valid" and _pair(conv.kernel_size) != (1, 1):
-        return "padding 'valid' changes the size"
-    if conv.padding != "same" and conv.padding != "valid":
-        for p, k, d in zip(
-            conv.padding, _pair(conv.kernel_size), _pair(conv.dilation), strict=True
-        ):
-            if 2 * p != d * (k - 1):
-                return f"padding {conv.padding} does not keep the size"
-    return ""
-
-
-def _matches(name: str, patterns: tuple[str, ...] | None) -> bool:
-    return bool(patterns) and any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def _plan(model: nn.Module, op: str, include, exclude) -> list[tuple[str, nn.Conv2d, str]]:
-    """``(name, conv, reason)`` for every listed conv; reason "" means replace."""
-    inc, exc = as_patterns(include, "include"), as_patterns(exclude, "exclude")
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    stem = convs[0][0] if convs else None
-    plan = []
-    for name, conv in convs:
-        if inc is not None:
-            listed = _matches(name, inc) or _pair(conv.kernel_size) == (3, 3)
-            reason = "" if _matches(name, inc) else "not included"
-        else:
-            reason = _is_default(conv)
-            listed = _pair(conv.kernel_size) == (3, 3)
-            if not reason and name == stem:
-                reason = "stem"
-        if not listed:
-            continue
-        if not reason and _matches(name, exc):
-            reason = "excluded"
-        if not reason and name == "":
-            reason = "the model itself is the conv"
-        plan.append((name, conv, reason or _unsupported(conv, op)))
-    return plan
-
-
 def _context(model: nn.Module) -> BuildContext:
     ctx = BuildContext()
     existing = getattr(model, SHARED_ATTRIBUTE, None)
@@ -253,10 +189,22 @@ def _context(model: nn.Module) -> BuildContext:
     return ctx
 
 
-def _build(conv, op, op_args, ctx, device) -> nn.Module:
-    kw = {"device": device or conv.weight.device, "dtype": conv.weight.dtype}
+def _build(
+    conv: nn.Conv2d,
+    op: str,
+    op_args: Mapping[str, Any],
+    ctx: BuildContext,
+    device: str | None,
+) -> nn.Module:
     module = create_operator(
-        op, conv.in_channels, conv.out_channels, conv.stride[0], context=ctx, **kw, **op_args
+        op,
+        conv.in_channels,
+        conv.out_channels,
+        conv.stride[0],
+        context=ctx,
+        device=device or conv.weight.device,
+        dtype=conv.weight.dtype,
+        **op_args,
     )
     if conv.bias is not None:
         bias = conv.bias if device is None else conv.bias.to(device)
@@ -269,22 +217,6 @@ def _swap(model: nn.Module, new: Mapping[int, nn.Module]) -> None:
         for child_name, child in list(parent._modules.items()):
             if child is not None and id(child) in new:
                 parent._modules[child_name] = new[id(child)]
-
-
-def _check_args(op: str, op_args: Mapping[str, Any]) -> None:
-    info = operator_info(op)
-    if info.kind != "conv":
-        raise OperatorArgumentError(
-            f"convert_model needs a kind='conv' operator (no norm or activation), but {op!r} "
-            f"is a {info.kind!r}"
-        )
-    allowed = info.hparam_names()
-    unknown = sorted(set(op_args) - set(allowed)) if allowed is not None else []
-    if unknown:
-        raise OperatorArgumentError(
-            f"operator {op!r} has no hyper-parameter {', '.join(map(repr, unknown))}; it "
-            f"accepts {sorted(allowed) or 'none'}"
-        )
 
 
 def convert_model(
@@ -319,9 +251,9 @@ def convert_model(
         >>> from convnas.models.imagenet_resnet import resnet50
         >>> print(convert_model(resnet50(), "c2sp", dry_run=True).table())  # doctest: +SKIP
     """
-    _check_args(op, op_args)
+    check_op_args(op, op_args)
     target = model if inplace and not dry_run else copy.deepcopy(model)
-    plan = _plan(target, op, include, exclude)
+    plan = select_convs(target, op, include, exclude)
     ctx = _context(target)
     shared_before = set(ctx.modules.keys())
     device = "meta" if dry_run else None
@@ -341,8 +273,8 @@ def convert_model(
                 name,
                 conv.in_channels,
                 conv.out_channels,
-                _pair(conv.kernel_size),
-                _pair(conv.stride),
+                conv2d_pair(conv.kernel_size),
+                conv2d_pair(conv.stride),
                 conv.groups,
                 "skip" if reason else "replace",
                 reason,
@@ -359,18 +291,18 @@ def convert_model(
     from convnas.costs.measure import measure
 
     added = [k for k in ctx.modules.keys() if k not in shared_before]
-    before, after = measure(model, input_shape), measure(target, input_shape)
+    costs_before, costs_after = measure(model, input_shape), measure(target, input_shape)
     return ConversionReport(
         op=op,
         op_args=dict(op_args),
         input_shape=tuple(int(v) for v in input_shape),
         rows=tuple(rows),
-        params_before=before.params,
-        params_after=after.params,
-        macs_before=before.macs,
-        macs_after=after.macs,
+        params_before=costs_before.params,
+        params_after=costs_after.params,
+        macs_before=costs_before.macs,
+        macs_after=costs_after.macs,
         shared_params=sum(p.numel() for k in added for p in ctx.modules[k].parameters()),
         shared_modules=tuple(added),
-        weight_macs_before=before.weight_macs,
-        weight_macs_after=after.weight_macs,
+        weight_macs_before=costs_before.weight_macs,
+        weight_macs_after=costs_after.weight_macs,
     )

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.nn.grad
 from torch import Tensor
 
 from convnas.errors import OperatorArgumentError
@@ -223,8 +224,10 @@ def _(g_shape, x_shape, *args, out_shape=None, **kwargs) -> int:
     return _flops(g_shape[0], g_shape[1], x_shape[1], out_shape[2:], g_shape[2:])
 
 
-def _check_layout(channels: int, kernel: int, group_pads: GroupPads) -> tuple[list, list]:
-    sizes, pads, start = [], [], 0
+def _check_layout(channels: int, kernel: int, group_pads: GroupPads) -> tuple[list[int], list[int]]:
+    sizes: list[int] = []
+    pads: list[int] = []
+    start = 0
     for a, b, p in group_pads:
         if a != start or b < a or len(p) != 4:
             raise OperatorArgumentError(

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.nn.grad
 from torch import Tensor
 
 from convnas.errors import OperatorArgumentError

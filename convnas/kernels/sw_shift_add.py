@@ -19,6 +19,7 @@ additions and bytes for throughput figures.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -260,9 +261,10 @@ def strip_weights(
     k = small_kernel
     wv = weight.reshape(rep, nk, k, k)
     ar = torch.arange(rep, device=weight.device).view(rep, 1)
-    blocks_h = sum(wv[ar, sigma_h[g]] for g in range(edges))
-    blocks_v = sum(wv[ar, sigma_v[g]] for g in range(edges))
-    w_i = sum(wv[ar[:, 0], rho[g]] for g in range(edges))
+    # E >= 1 tilings, so each sum is a tensor (never the start value 0)
+    blocks_h = cast(Tensor, sum(wv[ar, sigma_h[g]] for g in range(edges)))
+    blocks_v = cast(Tensor, sum(wv[ar, sigma_v[g]] for g in range(edges)))
+    w_i = cast(Tensor, sum(wv[ar[:, 0], rho[g]] for g in range(edges)))
     w_h = blocks_h.permute(0, 2, 1, 3).reshape(rep, 1, k, nk * k)
     w_v = blocks_v.reshape(rep, 1, nk * k, k)
     return w_h, w_v, w_i.reshape(rep, 1, k, k)

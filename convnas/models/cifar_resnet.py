@@ -157,7 +157,21 @@ class CifarResNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        """He et al.'s init for the layers the network creates itself (stem, projection
+        shortcuts, BN, classifier); the operators at the conv positions and the modules they
+        share keep their own ``reset_parameters`` (re-initialising them here made an operator
+        start differently in this network than standalone or in any other network)."""
+        operators = {
+            id(m)
+            for block in self.blocks
+            if isinstance(block, BasicBlock)
+            for op in (block.conv1, block.conv2)
+            for m in op.modules()
+        }
+        operators.update(id(m) for shared in self.shared.values() for m in shared.modules())
         for m in self.modules():
+            if id(m) in operators:
+                continue
             if type(m) is nn.Conv2d:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d) and m.affine:

@@ -60,6 +60,12 @@ class ImageNetResNet(nn.Module):
         in_channels: image channels.
     """
 
+    # the four stages, set in __init__ as layer1..layer4
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(
         self,
         blocks: Sequence[int],

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.layers.checks import positive_int
 from convnas.layers.padding import pair, same_padding
 from convnas.operators.context import BuildContext, attach_shared
 from convnas.operators.operator_registry import register_operator
@@ -46,8 +47,7 @@ def _slice_shape(value: Any) -> tuple[int, int, int, int]:
 
 
 def _check_args(code_size: Any, mode: Any) -> None:
-    if not isinstance(code_size, int) or isinstance(code_size, bool) or code_size < 1:
-        raise OperatorArgumentError(f"code_size must be a positive int, but got {code_size!r}")
+    positive_int("code_size", code_size)
     if mode not in MODES:
         raise OperatorArgumentError(f"mode must be one of {MODES}, but got {mode!r}")
 
@@ -136,9 +136,8 @@ class CSGConv2d(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise OperatorArgumentError(f"{name} must be a positive int, but got {value!r}")
+        positive_int("in_channels", in_channels)
+        positive_int("out_channels", out_channels)
         try:
             self.kernel_size = pair(kernel_size, "kernel_size")
             self.stride = pair(stride, "stride")
@@ -169,17 +168,19 @@ class CSGConv2d(nn.Module):
         full = (out_channels, in_channels, *self.kernel_size)
         self.grid = tuple(math.ceil(n / s) for n, s in zip(full, shape, strict=True))
         self.num_slices = math.prod(self.grid)
-        kw = {"device": device, "dtype": dtype}
         if generator is None and context is not None:
-            generator = context.shared(
+            shared = context.shared(
                 generator_key(shape, code_size, mode),
-                lambda: SliceGenerator(shape, code_size, mode, **kw),
+                lambda: SliceGenerator(shape, code_size, mode, device=device, dtype=dtype),
             )
+            generator = cast(SliceGenerator, shared)  # the key holds only generators like this
         if generator is None:
-            self.generator = SliceGenerator(shape, code_size, mode, **kw)
+            self.generator = SliceGenerator(shape, code_size, mode, device=device, dtype=dtype)
         else:
             attach_shared(self, "generator", generator)
-        self.codes = nn.Parameter(torch.empty(self.num_slices, code_size, **kw))
+        self.codes = nn.Parameter(
+            torch.empty(self.num_slices, code_size, device=device, dtype=dtype)
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -30,10 +30,6 @@ __all__ = [
 _PAPER = "Liu et al., DARTS, ICLR 2019"
 
 
-def _kw(device: Any, dtype: Any) -> dict[str, Any]:
-    return {"device": device, "dtype": dtype}
-
-
 class ReLUConvBN(nn.Sequential):
     """ReLU, then a convolution, then BatchNorm."""
 
@@ -58,9 +54,10 @@ class ReLUConvBN(nn.Sequential):
                 stride,
                 padding,
                 bias=False,
-                **_kw(device, dtype),
+                device=device,
+                dtype=dtype,
             ),
-            nn.BatchNorm2d(out_channels, affine=affine, **_kw(device, dtype)),
+            nn.BatchNorm2d(out_channels, affine=affine, device=device, dtype=dtype),
         )
 
 
@@ -91,10 +88,11 @@ class DilConv(nn.Sequential):
                 dilation=dilation,
                 groups=in_channels,
                 bias=False,
-                **_kw(device, dtype),
+                device=device,
+                dtype=dtype,
             ),
-            nn.Conv2d(in_channels, out_channels, 1, bias=False, **_kw(device, dtype)),
-            nn.BatchNorm2d(out_channels, affine=affine, **_kw(device, dtype)),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False, device=device, dtype=dtype),
+            nn.BatchNorm2d(out_channels, affine=affine, device=device, dtype=dtype),
         )
 
 
@@ -174,11 +172,11 @@ class FactorizedReduce(nn.Module):
             raise ValueError(f"FactorizedReduce needs out_channels >= 2, but got {out_channels}")
         half = out_channels // 2
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(in_channels, half, 1, 2, bias=False, **_kw(device, dtype))
+        self.conv_1 = nn.Conv2d(in_channels, half, 1, 2, bias=False, device=device, dtype=dtype)
         self.conv_2 = nn.Conv2d(
-            in_channels, out_channels - half, 1, 2, bias=False, **_kw(device, dtype)
+            in_channels, out_channels - half, 1, 2, bias=False, device=device, dtype=dtype
         )
-        self.bn = nn.BatchNorm2d(out_channels, affine=affine, **_kw(device, dtype))
+        self.bn = nn.BatchNorm2d(out_channels, affine=affine, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
@@ -195,6 +193,7 @@ class Pool(nn.Module):
         if mode not in ("avg", "max"):
             raise ValueError(f"mode must be 'avg' or 'max', but got {mode!r}")
         self.mode, self.stride = mode, stride
+        self.pool: nn.AvgPool2d | nn.MaxPool2d
         if mode == "avg":
             self.pool = nn.AvgPool2d(3, stride, 1, count_include_pad=False)
         else:

@@ -79,6 +79,10 @@ class DOConv2d(nn.Module):
         d_mul: depth multiplier ``D_mul >= M*N``; ``None`` means ``M*N``.
     """
 
+    d_prime: nn.Parameter | None
+    d_identity: torch.Tensor | None
+    bias: nn.Parameter | None
+
     def __init__(
         self,
         in_channels: int,
@@ -135,15 +139,22 @@ class DOConv2d(nn.Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride, self.padding, self.dilation = k, s, pad, dil
         self.d_mul = d_mul
-        kw = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, d_mul, **kw))
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels // groups, d_mul, device=device, dtype=dtype)
+        )
         if mn > 1:
-            self.d_prime = nn.Parameter(torch.empty(in_channels, mn, d_mul, **kw))
-            self.register_buffer("d_identity", torch.empty(in_channels, mn, d_mul, **kw))
+            self.d_prime = nn.Parameter(
+                torch.empty(in_channels, mn, d_mul, device=device, dtype=dtype)
+            )
+            self.register_buffer(
+                "d_identity", torch.empty(in_channels, mn, d_mul, device=device, dtype=dtype)
+            )
         else:
             self.register_parameter("d_prime", None)
             self.register_buffer("d_identity", None)
-        self.bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None
+        self.bias = (
+            nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -152,7 +163,8 @@ class DOConv2d(nn.Module):
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.weight[0].numel())
             nn.init.uniform_(self.bias, -bound, bound)
-        if self.d_prime is not None:
+        # D' and I_D exist together (kernels larger than 1x1) or not at all
+        if self.d_prime is not None and self.d_identity is not None:
             nn.init.zeros_(self.d_prime)
             with torch.no_grad():
                 self.d_identity.copy_(
@@ -167,7 +179,7 @@ class DOConv2d(nn.Module):
 
     def kernel(self) -> torch.Tensor:
         """The composed ``(C_out, C_in/G, M, N)`` kernel (differentiable)."""
-        if self.d_prime is None:
+        if self.d_prime is None or self.d_identity is None:
             return self.weight.reshape(*self.weight.shape[:2], *self.kernel_size)
         return compose_do_kernel(
             self.weight, self.d_prime + self.d_identity, self.groups, self.kernel_size
@@ -194,7 +206,7 @@ class DOConv2d(nn.Module):
             dtype=self.weight.dtype,
         )
         conv.weight.copy_(self.kernel())
-        if self.bias is not None:
+        if self.bias is not None and conv.bias is not None:
             conv.bias.copy_(self.bias)
         return conv
 
@@ -230,12 +242,20 @@ class DOSepConv2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
         self.depthwise = DOConv2d(
-            in_channels, in_channels, kernel_size, stride, groups=in_channels, d_mul=d_mul, **kw
+            in_channels,
+            in_channels,
+            kernel_size,
+            stride,
+            groups=in_channels,
+            d_mul=d_mul,
+            device=device,
+            dtype=dtype,
         )
         positive_int("out_channels", out_channels)
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False, **kw)
+        self.pointwise = nn.Conv2d(
+            in_channels, out_channels, 1, bias=False, device=device, dtype=dtype
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))

@@ -17,13 +17,15 @@ to show the shift problem that symmetric padding removes.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.layers.checks import positive_int
 from convnas.layers.padding import (
     channel_quarters,
     even_kernel_group_pads,
@@ -142,6 +144,8 @@ class EvenConv2d(nn.Module):
         bias: add a learnable bias.
     """
 
+    bias: nn.Parameter | None
+
     def __init__(
         self,
         in_channels: int,
@@ -154,9 +158,8 @@ class EvenConv2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise OperatorArgumentError(f"{name} must be a positive int, but got {value!r}")
+        positive_int("in_channels", in_channels)
+        positive_int("out_channels", out_channels)
         k = _check_kernel_size(kernel_size)
         try:
             s = pair(stride, "stride")
@@ -166,9 +169,12 @@ class EvenConv2d(nn.Module):
             raise OperatorArgumentError(f"stride must be >= 1, but got stride={stride!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.symmetric = (k, k), s, bool(symmetric)
-        kw = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, k, k, **kw))
-        self.bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels, k, k, device=device, dtype=dtype)
+        )
+        self.bias = (
+            nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -222,7 +228,8 @@ class PooledEvenConv2d(nn.Sequential):
 
     def group_pads(self, input_size: tuple[int, int] | None = None) -> GroupPads:
         """The padding layout of the stride-1 conv (see :meth:`EvenConv2d.group_pads`)."""
-        return self[1].group_pads(input_size)
+        conv = cast(EvenConv2d, self[1])  # the constructor put the conv after the pool
+        return conv.group_pads(input_size)
 
 
 def _build(
@@ -253,10 +260,12 @@ def _build(
 
 
 def _register(name: str, kernel_size: int, symmetric: bool) -> None:
+    factory: Callable[..., nn.Module]
+    space: dict[str, tuple[Any, ...]]
     if symmetric:
         space = {"downsample": DOWNSAMPLE_MODES}
 
-        def factory(
+        def symmetric_factory(
             in_channels: int,
             out_channels: int,
             stride: int,
@@ -270,6 +279,7 @@ def _register(name: str, kernel_size: int, symmetric: bool) -> None:
                 kernel_size, True, in_channels, out_channels, stride, downsample, device, dtype
             )
 
+        factory = symmetric_factory
         factory.__doc__ = (
             f"C{kernel_size}sp: {kernel_size}x{kernel_size} conv, symmetric per-quarter padding "
             '(downsample "stride" or "pool" = 2x2 avg pool then stride 1).'
@@ -277,7 +287,7 @@ def _register(name: str, kernel_size: int, symmetric: bool) -> None:
     else:
         space = {}
 
-        def factory(
+        def baseline_factory(
             in_channels: int,
             out_channels: int,
             stride: int,
@@ -290,6 +300,7 @@ def _register(name: str, kernel_size: int, symmetric: bool) -> None:
                 kernel_size, False, in_channels, out_channels, stride, "stride", device, dtype
             )
 
+        factory = baseline_factory
         factory.__doc__ = (
             f"C{kernel_size} baseline: {kernel_size}x{kernel_size} conv with one-sided TF-SAME "
             "padding (shows the shift problem)."

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from convnas.errors import OperatorArgumentError, UnknownOperatorError
+from convnas.layers.checks import positive_int
 from convnas.operators.context import BuildContext
 from convnas.registry import Registry
 
@@ -209,9 +210,8 @@ def create_operator(
             supported by this operator; the message names the value and what is allowed.
     """
     info = operator_info(name)
-    for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise OperatorArgumentError(f"{arg} must be a positive int, but got {value!r}")
+    positive_int("in_channels", in_channels)
+    positive_int("out_channels", out_channels)
     if stride not in info.strides:
         raise OperatorArgumentError(
             f"operator {name!r} supports stride in {info.strides}, but got stride={stride!r}"

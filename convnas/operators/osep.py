@@ -12,7 +12,7 @@ convs (the host network's BN follows) and no bias.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +126,7 @@ class OSepConv2d(nn.Module):
     def reset_parameters(self) -> None:
         """Re-initialise every layer as ``nn.Conv2d`` does."""
         for conv in self.convs:
-            conv.reset_parameters()
+            cast(nn.Conv2d, conv).reset_parameters()  # _build puts only nn.Conv2d there
 
     def extra_repr(self) -> str:
         p = self.plan

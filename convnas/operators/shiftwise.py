@@ -11,6 +11,9 @@ Departures from the official code, all intended: the tables come from a per-laye
 (never the global RNG) and are buffers, so checkpoints restore them; BatchNorm2d instead of
 SyncBatchNorm; the output keeps the input channel order (the official op outputs
 [rep channels, ghost channels]); a pure-PyTorch gather shift-add replaces the CUDA scatter.
+The branches by the definition and their dense-kernel form are in
+:mod:`convnas.operators.shiftwise_reference`, the tables in
+:mod:`convnas.operators.shiftwise_tables`.
 """
 
 from __future__ import annotations
@@ -25,20 +28,15 @@ from torch import nn
 
 from convnas.errors import OperatorArgumentError
 from convnas.layers.checks import positive_int
-from convnas.layers.padding import same_padding
 from convnas.operators.kernel_dispatch import gpu_kernels_for
 from convnas.operators.operator_registry import register_operator
-from convnas.operators.shiftwise_tables import (
-    draw_tables,
-    gather_slots,
-    rep_channel_count,
-    shift_add_columns,
-    shift_add_rows,
-    slot_offsets,
-    strip_span,
-    table_seed,
-    z_margin,
+from convnas.operators.shiftwise_reference import (
+    check_shiftwise_args,
+    dense_branch_kernels,
+    dense_branch_pads,
+    gather_branches,
 )
+from convnas.operators.shiftwise_tables import draw_tables, rep_channel_count, table_seed
 
 __all__ = ["ShiftwiseConv2d", "ShiftwiseSeparable"]
 
@@ -70,6 +68,13 @@ class ShiftwiseConv2d(nn.Module):
         seed: layer seed; the tables are drawn from a generator seeded with it and the shape.
     """
 
+    # the layer's tables (ShiftTables), registered as buffers
+    rep_index: torch.Tensor
+    ghost_index: torch.Tensor
+    perm_h_index: torch.Tensor
+    perm_v_index: torch.Tensor
+    ident_index: torch.Tensor
+
     def __init__(
         self,
         in_channels: int,
@@ -85,33 +90,9 @@ class ShiftwiseConv2d(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("big_kernel", big_kernel),
-            ("small_kernel", small_kernel),
-            ("edges", edges),
-            ("paths", paths),
-        ):
-            positive_int(name, value)
-        if out_channels is not None and out_channels != in_channels:
-            raise OperatorArgumentError(
-                f"ShiftwiseConv2d is depthwise, so out_channels == in_channels must hold, but got "
-                f"in_channels={in_channels}, out_channels={out_channels}; use sw_sep to change them"
-            )
-        if small_kernel % 2 == 0:
-            raise OperatorArgumentError(f"small_kernel must be odd, but got {small_kernel}")
-        if big_kernel < small_kernel:
-            raise OperatorArgumentError(
-                f"big_kernel >= small_kernel must hold, but got big_kernel={big_kernel}, "
-                f"small_kernel={small_kernel}"
-            )
-        if not isinstance(ghost_ratio, (int, float)) or not 0.0 <= ghost_ratio < 1.0:
-            raise OperatorArgumentError(f"ghost_ratio must be in [0, 1), but got {ghost_ratio!r}")
-        if stride != 1:
-            raise OperatorArgumentError(
-                f"ShiftwiseConv2d supports stride 1 only, but got stride={stride!r}; "
-                "use sw_sep, which applies a 2x2 average pool first"
-            )
+        check_shiftwise_args(
+            in_channels, out_channels, big_kernel, small_kernel, edges, ghost_ratio, paths, stride
+        )
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise OperatorArgumentError(f"seed must be an int, but got {seed!r}")
         self.in_channels = self.out_channels = in_channels
@@ -128,13 +109,12 @@ class ShiftwiseConv2d(nn.Module):
         )
         for name in ("rep", "ghost", "perm_h", "perm_v", "ident"):
             self.register_buffer(f"{name}_index", getattr(tables, name).to(device))
-        kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
-            torch.empty(paths, rep * nk, 1, small_kernel, small_kernel, **kw)
+            torch.empty(paths, rep * nk, 1, small_kernel, small_kernel, device=device, dtype=dtype)
         )
-        self.bn_h = nn.BatchNorm2d(rep, **kw)
-        self.bn_v = nn.BatchNorm2d(rep, **kw)
-        self.bn_i = nn.BatchNorm2d(rep, **kw)
+        self.bn_h = nn.BatchNorm2d(rep, device=device, dtype=dtype)
+        self.bn_v = nn.BatchNorm2d(rep, device=device, dtype=dtype)
+        self.bn_i = nn.BatchNorm2d(rep, device=device, dtype=dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -182,18 +162,16 @@ class ShiftwiseConv2d(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The branches by the definition: small conv, then slice-and-add per tiling and slot."""
         height, width = x_rep.shape[-2:]
-        z = self.small_conv(x_rep)
-        offsets = slot_offsets(self.big_kernel, self.small_kernel)
-        e = z_margin(self.small_kernel)
-        y_h = shift_add_columns(gather_slots(z, self.perm_h_index), offsets, e, height, width)
-        y_v = shift_add_rows(gather_slots(z, self.perm_v_index), offsets, e, height, width)
-        base = torch.arange(self.rep_channels, device=z.device) * self.num_filters
-        y_i = None
-        for g in range(self.edges):
-            picked = z.index_select(1, base + self.ident_index[g])
-            y_i = picked if y_i is None else y_i + picked
-        y_i = y_i[..., e : e + height, e : e + width]
-        return y_h, y_v, y_i
+        return gather_branches(
+            self.small_conv(x_rep),
+            self.perm_h_index,
+            self.perm_v_index,
+            self.ident_index,
+            self.big_kernel,
+            self.small_kernel,
+            height,
+            width,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_rep = x.index_select(1, self.rep_index)
@@ -207,21 +185,17 @@ class ShiftwiseConv2d(nn.Module):
         Shapes ``(R, 1, k, L)``, ``(R, 1, L, k)`` and ``(R, 1, k, k)`` with ``L = nk * k``;
         pad them with :meth:`dense_pads` and run ``conv2d(..., groups=R)`` to get the branches.
         """
-        k, nk, rep = self.small_kernel, self.num_filters, self.rep_channels
-        w = self.weight.sum(0).view(rep, nk, k, k)
-        rows = torch.arange(rep, device=w.device).unsqueeze(1)
-        blocks_h = sum(w[rows, self.perm_h_index[g]] for g in range(self.edges))
-        blocks_v = sum(w[rows, self.perm_v_index[g]] for g in range(self.edges))
-        w_i = sum(w[rows[:, 0], self.ident_index[g]] for g in range(self.edges))
-        w_h = blocks_h.permute(0, 2, 1, 3).reshape(rep, 1, k, nk * k)
-        w_v = blocks_v.reshape(rep, 1, nk * k, k)
-        return w_h, w_v, w_i.unsqueeze(1)
+        return dense_branch_kernels(
+            self.weight.sum(0),
+            self.perm_h_index,
+            self.perm_v_index,
+            self.ident_index,
+            self.small_kernel,
+        )
 
     def dense_pads(self) -> tuple[tuple[int, int, int, int], ...]:
         """``F.pad`` tuples (left, right, top, bottom) for the H, V and I dense kernels."""
-        before, after = strip_span(self.big_kernel, self.small_kernel)
-        half = same_padding(self.small_kernel)[0]
-        return (before, after, half, half), (half, half, before, after), (half,) * 4
+        return dense_branch_pads(self.big_kernel, self.small_kernel)
 
     def fold(self) -> ShiftwiseConv2d:
         """The same operator with its M paths merged into one (summed weights); BN kept."""

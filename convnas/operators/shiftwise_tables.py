@@ -124,10 +124,9 @@ def gather_slots(z: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     """
     edges, rep, num_filters = perm.shape
     base = torch.arange(rep, device=perm.device).unsqueeze(1) * num_filters
-    total = None
-    for g in range(edges):
-        picked = z.index_select(1, (base + perm[g]).reshape(-1))
-        total = picked if total is None else total + picked
+    total = z.index_select(1, (base + perm[0]).reshape(-1))
+    for g in range(1, edges):
+        total = total + z.index_select(1, (base + perm[g]).reshape(-1))
     return total.unflatten(1, (rep, num_filters))
 
 
@@ -149,11 +148,10 @@ def shift_add_columns(
     left, right = max(0, -first), max(0, last - t.shape[-1])
     if left or right:
         rows = F.pad(rows, (left, right))
-    out = None
-    for i, offset in enumerate(offsets):
-        start = margin + offset + left
-        piece = rows[:, :, i, :, start : start + width]
-        out = piece if out is None else out + piece
+    starts = [margin + offset + left for offset in offsets]
+    out = rows[:, :, 0, :, starts[0] : starts[0] + width]
+    for i in range(1, len(starts)):
+        out = out + rows[:, :, i, :, starts[i] : starts[i] + width]
     return out
 
 

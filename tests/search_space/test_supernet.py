@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from convnas.errors import ConfigError
 from convnas.operators import list_operators
+from convnas.operators.darts_edge import DARTS_PRIMITIVES
 from convnas.search_space import build_model, get_space
-from convnas.search_space.darts import DARTS_PRIMITIVES
 
 CONV_OPS = list_operators(kind="conv")
 
