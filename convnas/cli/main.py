@@ -39,6 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OPTUNA_COMMANDS = ("search", "export", "report")
+
+
+def _quiet_optuna() -> None:
+    """The application, not the library, decides what Optuna may say: per-trial INFO lines
+    and "experimental" warnings are for ``-v``."""
+    try:
+        import optuna
+    except ImportError:
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -48,9 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    if not args.verbose:  # the application, not the library, decides what Optuna may say
-        logging.getLogger("optuna").setLevel(logging.WARNING)
-        warnings.filterwarnings("ignore", message=r".* is experimental \(supported from v")
+    if not args.verbose and args.command in OPTUNA_COMMANDS:
+        _quiet_optuna()
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
