@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from convnas.costs import COST_OBJECTIVES
 from convnas.errors import (
     ArchitectureError,
     CheckpointError,
@@ -342,7 +343,7 @@ def _study_architecture(run_dir: pathlib.Path, number: int) -> Architecture:
         raise ConfigError(f"trial {number} ({t.state.name}) recorded no architecture")
     metrics = {
         k: v
-        for k in ("accuracy", "params", "deploy_params", "macs", "train_memory")
+        for k in ("accuracy", *COST_OBJECTIVES)
         if isinstance(v := t.user_attrs.get(k), (int, float))
     }
     return Architecture.from_dict(t.user_attrs["architecture"]).with_metadata(

@@ -308,3 +308,49 @@ def test_recalibrate_batchnorm_is_the_plain_average_over_the_batches():
     torch.testing.assert_close(bn.running_mean, means.mean(0))
     torch.testing.assert_close(bn.running_var, variances.mean(0))
     assert bn.momentum == 0.3 and bn.num_batches_tracked == 3
+
+
+@pytest.mark.gpu
+def test_darts_and_the_supernet_evaluator_resume_exactly_on_cuda(tmp_path, data, monkeypatch):
+    """Needs a GPU: a crash after epoch 1, then resume, equals an uninterrupted run."""
+    import convnas.strategies.darts.strategy as module
+
+    settings = dict(FAST, device="cuda", epochs=2, seed=3)
+    full = DartsStrategy(**settings).search(_space(), data, tmp_path / "full")
+    real = module.write_json
+
+    def crash_after_first_epoch(path, payload):
+        real(path, payload)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "write_json", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        DartsStrategy(**settings).search(_space(), data, tmp_path / "resumed")
+    monkeypatch.setattr(module, "write_json", real)
+    resumed = DartsStrategy(**settings).search(_space(), data, tmp_path / "resumed", resume=True)
+    assert resumed.best.architecture.same_network(full.best.architecture)
+    a = json.loads((tmp_path / "full" / "alphas.json").read_text())[-1]["probabilities"]
+    b = json.loads((tmp_path / "resumed" / "alphas.json").read_text())[-1]["probabilities"]
+    assert a == b
+
+    import convnas.strategies.evaluators as ev_module
+
+    kw = dict(seed=0, device=torch.device("cuda"), show_progress=False)
+    arch = _space().architecture([0] * len(_space().decisions()))
+    full_ev = ev_module.SupernetEvaluator(epochs=2, batch_size=8, steps_per_epoch=2)
+    full_ev.prepare(_space(), data, tmp_path / "sn_full", **kw)
+    real_save = ev_module.save_checkpoint
+
+    def crash_after_save(path, payload):
+        real_save(path, payload)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev_module, "save_checkpoint", crash_after_save)
+    with pytest.raises(KeyboardInterrupt):
+        ev_module.SupernetEvaluator(epochs=2, batch_size=8, steps_per_epoch=2).prepare(
+            _space(), data, tmp_path / "sn_resumed", **kw
+        )
+    monkeypatch.setattr(ev_module, "save_checkpoint", real_save)
+    resumed_ev = ev_module.SupernetEvaluator(epochs=2, batch_size=8, steps_per_epoch=2)
+    resumed_ev.prepare(_space(), data, tmp_path / "sn_resumed", **kw)
+    assert full_ev.score(arch) == resumed_ev.score(arch)
