@@ -310,12 +310,12 @@ def test_recalibrate_batchnorm_is_the_plain_average_over_the_batches():
     assert bn.momentum == 0.3 and bn.num_batches_tracked == 3
 
 
-@pytest.mark.gpu
-def test_darts_and_the_supernet_evaluator_resume_exactly_on_cuda(tmp_path, data, monkeypatch):
-    """Needs a GPU: a crash after epoch 1, then resume, equals an uninterrupted run."""
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_darts_and_the_supernet_evaluator_resume_exactly(tmp_path, data, monkeypatch, device):
+    """A crash after epoch 1, then resume, equals an uninterrupted run (on CUDA too)."""
     import convnas.strategies.darts.strategy as module
 
-    settings = dict(FAST, device="cuda", epochs=2, seed=3)
+    settings = dict(FAST, device=device, epochs=2, seed=3)
     full = DartsStrategy(**settings).search(_space(), data, tmp_path / "full")
     real = module.write_json
 
@@ -335,7 +335,7 @@ def test_darts_and_the_supernet_evaluator_resume_exactly_on_cuda(tmp_path, data,
 
     import convnas.strategies.evaluators as ev_module
 
-    kw = dict(seed=0, device=torch.device("cuda"), show_progress=False)
+    kw = dict(seed=0, device=torch.device(device), show_progress=False)
     arch = _space().architecture([0] * len(_space().decisions()))
     full_ev = ev_module.SupernetEvaluator(epochs=2, batch_size=8, steps_per_epoch=2)
     full_ev.prepare(_space(), data, tmp_path / "sn_full", **kw)
