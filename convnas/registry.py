@@ -132,6 +132,20 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             raise self._unknown(name) from None
 
+    def construct(self, name: str, /, **settings: Any) -> Any:
+        """Call the entry ``name`` (a class or factory) with keyword ``settings``, after
+        checking them against its signature (or its ``settings_class``'s, when it has one).
+
+        Raises:
+            UnknownNameError: no such entry.
+            ConfigError: a setting it does not accept, or an invalid value.
+        """
+        factory: Any = self.get(name)
+        check_keywords(
+            getattr(factory, "settings_class", None) or factory, settings, f"{self.kind} {name!r}"
+        )
+        return factory(**settings)
+
     def _unknown(self, name: object) -> UnknownNameError:
         known = sorted(self._entries)
         close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)

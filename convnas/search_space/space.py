@@ -14,7 +14,7 @@ from torch import nn
 
 from convnas.errors import ArchitectureError, ConfigError, ConvNASError
 from convnas.io import read_yaml
-from convnas.registry import Registry, check_keywords
+from convnas.registry import Registry
 from convnas.search_space.architecture import Architecture, Choice, freeze, thaw
 
 if TYPE_CHECKING:
@@ -280,9 +280,8 @@ def get_space(name: str, **settings: Any) -> SearchSpace:
         UnknownNameError: no such space (a KeyError listing close matches).
         ConfigError: a setting is unknown or invalid.
     """
-    cls = SEARCH_SPACES.get(name)
-    check_keywords(cls, settings, f"search space {name!r}")
-    return cls(**settings)
+    result: SearchSpace = SEARCH_SPACES.construct(name, **settings)
+    return result
 
 
 def space_of(arch: Architecture) -> SearchSpace:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from convnas.registry import Registry, check_keywords
+from convnas.registry import Registry
 from convnas.search_space import Architecture
 
 if TYPE_CHECKING:
@@ -120,6 +120,5 @@ def get_strategy(name: str, **settings: Any) -> SearchStrategy:
         UnknownNameError: no such strategy (a KeyError listing close matches).
         ConfigError: a setting is unknown or invalid.
     """
-    cls = STRATEGIES.get(name)
-    check_keywords(cls.settings_class or cls, settings, f"strategy {name!r}")
-    return cls(**settings)
+    result: SearchStrategy = STRATEGIES.construct(name, **settings)
+    return result

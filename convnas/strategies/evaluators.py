@@ -21,7 +21,7 @@ from torch import nn
 
 from convnas.errors import CheckpointError, ConfigError
 from convnas.io import load_checkpoint, save_checkpoint
-from convnas.registry import Registry, check_keywords
+from convnas.registry import Registry
 from convnas.search_space import Architecture, SearchSpace, build_model
 from convnas.seeding import forked_rng
 from convnas.strategies.base import config_hash
@@ -100,9 +100,8 @@ def get_evaluator(name: str, **settings: Any) -> Evaluator:
         UnknownNameError: no such evaluator (a KeyError listing close matches).
         ConfigError: a setting is unknown or invalid.
     """
-    cls = EVALUATORS.get(name)
-    check_keywords(cls, settings, f"evaluator {name!r}")
-    return cls(**settings)
+    result: Evaluator = EVALUATORS.construct(name, **settings)
+    return result
 
 
 @register_evaluator
