@@ -33,6 +33,7 @@ from convnas.strategies.base import (
     register_strategy,
 )
 from convnas.strategies.darts.architect import unrolled_arch_gradient
+from convnas.strategies.darts.checkpoint import check_epochs, rng_states, set_rng_states
 from convnas.strategies.darts.settings import CHECKPOINT, DartsSettings
 from convnas.strategies.distributed import setup_distributed
 from convnas.strategies.training import check_finite, evaluate, progress
@@ -125,12 +126,12 @@ class DartsStrategy(SearchStrategy):
                     f"{ckpt_path} was written by another configuration (hash "
                     f"{state.get('config_hash')!r}, this run {fingerprint!r}); refusing to resume"
                 )
-            _check_epochs(state, s.epochs, ckpt_path)
+            check_epochs(state, s.epochs, ckpt_path)
             supernet.load_state_dict(state["supernet"])
             w_opt.load_state_dict(state["w_opt"])
             a_opt.load_state_dict(state["a_opt"])
             sched.load_state_dict(state["sched"])
-            _set_rng_states(state, device)
+            set_rng_states(state, device)
             start_epoch, history = int(state["epoch"]), list(state["history"])
             logger.info("resumed DARTS from epoch %d of %d", start_epoch, s.epochs)
         weight_names = {id(p): n for n, p in supernet.named_parameters()}
@@ -175,7 +176,7 @@ class DartsStrategy(SearchStrategy):
                     "w_opt": w_opt.state_dict(),
                     "a_opt": a_opt.state_dict(),
                     "sched": sched.state_dict(),
-                    **_rng_states(device),
+                    **rng_states(device),
                     "epoch": epoch + 1,
                     "epochs": s.epochs,
                     "history": history,
@@ -344,34 +345,3 @@ def _measure_costs(arch, space, batch_size: int) -> dict[str, float]:
 def _cycle(loader):
     while True:
         yield from loader
-
-
-def _rng_states(device: torch.device) -> dict[str, Any]:
-    """The RNG states a resume needs: the (forked) CPU stream and, on CUDA, the device's."""
-    states: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda_rng"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def _set_rng_states(state: dict[str, Any], device: torch.device) -> None:
-    try:
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-    except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
-        raise CheckpointError(f"the checkpoint's RNG state cannot be restored: {exc}") from None
-
-
-def _check_epochs(state: dict[str, Any], epochs: int, path: pathlib.Path) -> None:
-    """A cosine schedule over E epochs cannot become one over E' != E without changing the
-    learning rates of the epochs already run, so such a resume could never equal an
-    uninterrupted run of the new length: refuse it."""
-    saved = state.get("epochs")
-    if saved is not None and int(saved) != epochs:
-        raise CheckpointError(
-            f"{path} belongs to a search of epochs={saved}; resuming it with epochs={epochs} "
-            f"would restart the cosine learning-rate schedule (the epochs already run used the "
-            f"rates of a {saved}-epoch schedule). Resume with epochs={saved}, or start a new "
-            f"run directory with epochs={epochs}"
-        )
