@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import OperatorArgumentError
+from convnas.layers.autograd import contiguous_grad
 from convnas.layers.checks import positive_int
 from convnas.layers.padding import pair, same_padding
 from convnas.operators.operator_registry import register_operator
@@ -179,11 +180,11 @@ class DOConv2d(nn.Module):
 
     def kernel(self) -> torch.Tensor:
         """The composed ``(C_out, C_in/G, M, N)`` kernel (differentiable)."""
+        weight = contiguous_grad(self.weight)  # hosts flatten gradients with .view(-1)
         if self.d_prime is None or self.d_identity is None:
-            return self.weight.reshape(*self.weight.shape[:2], *self.kernel_size)
-        return compose_do_kernel(
-            self.weight, self.d_prime + self.d_identity, self.groups, self.kernel_size
-        )
+            return weight.reshape(*weight.shape[:2], *self.kernel_size)
+        d_prime = contiguous_grad(self.d_prime)
+        return compose_do_kernel(weight, d_prime + self.d_identity, self.groups, self.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(

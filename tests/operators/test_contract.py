@@ -38,6 +38,9 @@ def test_shapes_finite_and_gradients(name, cin, cout, stride):
         if p.requires_grad:
             assert p.grad is not None, f"{name}: parameter {pname} got no gradient"
             assert torch.isfinite(p.grad).all()
+            # DARTS, PC-DARTS and AutoDL flatten parameter gradients with .view(-1)
+            assert p.is_contiguous() and p.grad.is_contiguous(), f"{name}: {pname}"
+            p.grad.view(-1)
     if name != "none":
         assert x.grad is not None and x.grad.abs().sum() > 0
 
@@ -69,3 +72,21 @@ def test_device_and_dtype_arguments(name):
     for t in [*meta.parameters(), *meta.buffers()]:
         assert t.device.type == "meta"
     assert meta(torch.empty(2, C, H, H, device="meta")).shape[1] == C
+
+
+def test_skip_connect_at_stride_1_is_an_nn_identity():
+    """Hosts skip drop-path on identity edges by an isinstance test."""
+    assert isinstance(create_operator("skip_connect", C, C, 1), torch.nn.Identity)
+    assert not isinstance(create_operator("skip_connect", C, C, 2), torch.nn.Identity)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gradients_flatten_with_view_as_darts_second_order_does(name):
+    """The DARTS architect's idiom: ``torch.cat([g.view(-1) for g in grads])`` after
+    ``torch.autograd.grad(loss, params)`` (the issue's DO-Conv report, at 16 channels)."""
+    m = create_operator(name, 16, 16, 1)
+    params = [p for p in m.parameters() if p.requires_grad]
+    if not params:
+        pytest.skip(f"{name} has no trainable parameters")
+    grads = torch.autograd.grad(m(torch.randn(2, 16, 8, 8)).sum(), params, allow_unused=True)
+    torch.cat([g.view(-1) for g in grads if g is not None])
