@@ -48,22 +48,18 @@ def check_op_args(op: str, op_args: Mapping[str, Any]) -> None:
 def select_convs(
     model: nn.Module, op: str, include: Patterns, exclude: Patterns
 ) -> list[tuple[str, nn.Conv2d, str]]:
-    """``(name, conv, reason)`` for every listed conv; reason "" means replace."""
+    """``(name, conv, reason)`` for every conv of ``model``; reason "" means replace."""
     inc, exc = as_patterns(include, "include"), as_patterns(exclude, "exclude")
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     stem = convs[0][0] if convs else None
     plan = []
-    for name, conv in convs:
+    for name, conv in convs:  # every conv is listed: a skipped one says why
         if inc is not None:
-            listed = _matches(name, inc) or conv2d_pair(conv.kernel_size) == (3, 3)
             reason = "" if _matches(name, inc) else "not included"
         else:
             reason = _is_default(conv)
-            listed = conv2d_pair(conv.kernel_size) == (3, 3)
             if not reason and name == stem:
                 reason = "stem"
-        if not listed:
-            continue
         if not reason and _matches(name, exc):
             reason = "excluded"
         if not reason and name == "":

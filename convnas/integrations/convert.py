@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -282,6 +283,7 @@ def convert_model(
                 after,
             )
         )
+    _warn_if_grown(rows, op)
     _swap(target, new)
     if len(ctx.modules) and getattr(target, SHARED_ATTRIBUTE, None) is not ctx.modules:
         setattr(target, SHARED_ATTRIBUTE, ctx.modules)
@@ -305,4 +307,22 @@ def convert_model(
         shared_modules=tuple(added),
         weight_macs_before=costs_before.weight_macs,
         weight_macs_after=costs_after.weight_macs,
+    )
+
+
+def _warn_if_grown(rows: Sequence[ConversionRow], op: str) -> None:
+    """Warn when replacing convs makes them heavier, e.g. a depthwise or 5x5 conv selected
+    with ``include`` and swapped for a dense 3x3 operator."""
+    grown = [r for r in rows if r.action == "replace" and r.params_after > r.params_before]
+    if not grown:
+        return
+    before = sum(r.params_before for r in grown)
+    after = sum(r.params_after for r in grown)
+    names = ", ".join(r.name for r in grown[:5]) + (", ..." if len(grown) > 5 else "")
+    warnings.warn(
+        f"convert_model: replacing {len(grown)} conv(s) by {op!r} grows them from {before:,} "
+        f"to {after:,} params ({names}); depthwise or larger-kernel convs selected with "
+        f"include= become dense {op!r} layers",
+        UserWarning,
+        stacklevel=3,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -92,8 +94,9 @@ class Small(nn.Module):
 def test_default_selection_skips_stem_grouped_and_non_3x3():
     report = convnas.convert_model(Small(), "c2sp", dry_run=True, input_shape=(3, 8, 8))
     rows = {r.name: r for r in report.rows}
-    assert set(rows) == {"stem", "a", "b", "g"}  # 1x1 "p" is not listed
+    assert set(rows) == {"stem", "a", "b", "g", "p"}  # every conv is listed
     assert rows["stem"].reason == "stem" and rows["g"].reason.startswith("groups=4")
+    assert rows["p"].reason == "kernel (1, 1)" and rows["p"].action == "skip"
     assert report.replaced == ["a", "b"]
     assert rows["a"].params_after == 8 * 8 * 4 and rows["b"].params_after == 16 * 8 * 4 + 16
 
@@ -173,3 +176,33 @@ def test_bad_arguments():
     with pytest.raises(KeyError, match="did you mean"):
         convnas.convert_model(Small(), "c2spp")
     assert "convert_model" in convnas.__all__
+
+
+class ConvNeXtLike(nn.Module):
+    """A ConvNeXt block's shape: a 7x7 depthwise conv between 1x1 convs."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 4, 4)
+        self.dw = nn.Conv2d(16, 16, 7, 1, 3, groups=16)
+        self.pw = nn.Conv2d(16, 16, 1)
+
+    def forward(self, x):
+        return self.pw(self.dw(self.stem(x)))
+
+
+def test_every_skipped_conv_is_listed_with_its_reason():
+    report = convnas.convert_model(ConvNeXtLike(), "c2sp", dry_run=True, input_shape=(3, 32, 32))
+    reasons = {r.name: r.reason for r in report.rows}
+    assert reasons == {"stem": "kernel (4, 4)", "dw": "kernel (7, 7)", "pw": "kernel (1, 1)"}
+    assert report.replaced == []
+
+
+def test_a_swap_that_grows_the_model_warns():
+    with pytest.warns(UserWarning, match=r"grows them from 800 to 2,320 params \(dw\)"):
+        convnas.convert_model(
+            ConvNeXtLike(), "conv_3x3", include="dw", dry_run=True, input_shape=(3, 32, 32)
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a swap that shrinks the model says nothing
+        convnas.convert_model(Small(), "c2sp", dry_run=True, input_shape=(3, 8, 8))
