@@ -85,12 +85,14 @@ def test_resume_with_another_number_of_epochs_is_refused_with_the_reason(tmp_pat
 
 
 def _meta_unless_cpu(real):
-    """``load_checkpoint`` as it behaves on a GPU machine: unless the map location is the CPU,
-    every tensor, RNG states included, arrives on another device (here: ``meta``)."""
+    """``load_checkpoint`` as on a GPU machine, simulated on the CPU: a load onto the run's
+    device (a ``torch.device``, which stands for the GPU here) brings every tensor, RNG states
+    included, onto another device (``meta``); only an explicit ``"cpu"`` location keeps them
+    on the CPU, as loading RNG states needs."""
 
     def load(path, map_location=None):
         state = real(path, map_location="cpu")
-        if str(map_location) == "cpu":
+        if isinstance(map_location, str) and map_location == "cpu":
             return state
         return _to_meta(state)
 
