@@ -13,6 +13,14 @@ Usage in a DARTS code base (``operations.py`` / ``genotypes.py``)::
     OPS = ops()
     PRIMITIVES = primitives(exclude=["sw*"])
 
+CSG operators share one slice generator per network. By default (``context="per_network"``)
+each factory call finds the network being built, the outermost ``nn.Module`` whose ``__init__``
+is running (DARTS's ``Network``), and builds on that network's own ``BuildContext(owner="layer")``:
+the network's first CSG layer owns the generator as a submodule, so ``model.new()`` makes a new
+generator and ``parameters()`` / ``state_dict()`` / ``get_weights()`` include it, with nothing
+asked of the host code. An explicit :class:`~convnas.operators.BuildContext` is refused when a
+second network is built on it (it would share the first one's generator).
+
 Semantics: ``kind="conv"`` operators become ReLU-op-BN (as DARTS's ``ReLUConvBN``), blocks
 (pools, skip, zero, sep/dil convs) are used as they are. The BatchNorm that DARTS's search
 ``MixedOp`` appends to pooling stays the host code's business, as in DARTS. An operator that only
@@ -22,7 +30,10 @@ supports stride 1 (``sw``) gets a 2x2 average pool in front on reduction edges (
 from __future__ import annotations
 
 import fnmatch
+import sys
+import weakref
 from collections.abc import Callable, Iterable, Mapping
+from types import FrameType
 from typing import Any
 
 from torch import nn
@@ -33,9 +44,12 @@ from convnas.operators.darts_edge import DARTS_PRIMITIVES, darts_edge_op
 
 __all__ = [
     "DARTS_PRIMITIVES",
+    "PER_NETWORK",
     "DartsOpFactory",
     "as_patterns",
     "darts_op",
+    "network_context",
+    "network_under_construction",
     "ops",
     "primitives",
     "select_names",
@@ -43,6 +57,65 @@ __all__ = [
 ]
 
 Patterns = str | Iterable[str] | None
+
+PER_NETWORK = "per_network"
+"""``context=`` value of :func:`ops`: one build context per network being built (the default)."""
+
+# network being built -> its context; explicit context -> the network it was first used in.
+_NETWORK_CONTEXTS: weakref.WeakKeyDictionary[nn.Module, BuildContext] = weakref.WeakKeyDictionary()
+_CONTEXT_NETWORKS: weakref.WeakKeyDictionary[BuildContext, weakref.ref[nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def network_under_construction() -> nn.Module | None:
+    """The outermost ``nn.Module`` whose ``__init__`` is running in this thread, or None.
+
+    In DARTS-family code the ``OPS`` factories are called from ``MixedOp.__init__`` inside
+    ``Cell.__init__`` inside ``Network.__init__``: this returns that network.
+    """
+    found: nn.Module | None = None
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "__init__":
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, nn.Module):
+                found = owner
+        frame = frame.f_back
+    del frame
+    return found
+
+
+def network_context(network: nn.Module) -> BuildContext | None:
+    """The build context that ``ops(context="per_network")`` factories used for ``network``."""
+    return _NETWORK_CONTEXTS.get(network)
+
+
+def _context_for_call(context: BuildContext | str | None, name: str) -> BuildContext | None:
+    """The context one factory call builds on (see :func:`ops`)."""
+    if context is None:
+        return None
+    network = network_under_construction()
+    if isinstance(context, str):  # PER_NETWORK; validated by ops()
+        if network is None:
+            return None  # no network being built: the layer owns its generator
+        if network not in _NETWORK_CONTEXTS:
+            _NETWORK_CONTEXTS[network] = BuildContext(owner="layer")
+        return _NETWORK_CONTEXTS[network]
+    if network is not None:
+        first = _CONTEXT_NETWORKS.get(context)
+        first_network = first() if first is not None else None
+        if first_network is None:
+            _CONTEXT_NETWORKS[context] = weakref.ref(network)
+        elif first_network is not network:
+            raise OperatorArgumentError(
+                f"operator {name!r}: this BuildContext was used to build another "
+                f"{type(first_network).__name__}, and a second network "
+                f"({type(network).__name__}) would share its modules (the CSG generator), as "
+                "DARTS's model.new() would. Use ops(context='per_network') (the default), or "
+                "a fresh BuildContext per network."
+            )
+    return context
 
 
 def as_patterns(value: Patterns, arg: str) -> tuple[str, ...] | None:
@@ -132,10 +205,19 @@ def darts_op(
     )
 
 
+def _check_context(context: Any) -> BuildContext | str | None:
+    if context is None or context == PER_NETWORK or isinstance(context, BuildContext):
+        return context
+    raise OperatorArgumentError(
+        f"context must be {PER_NETWORK!r}, a BuildContext or None, but got {context!r}"
+    )
+
+
 class DartsOpFactory:
     """``factory(C, stride, affine)`` for one operator, as the values of DARTS's ``OPS``.
 
     ``affine`` may be omitted; it then defaults to the ``affine`` given to :func:`ops`.
+    ``context`` is as in :func:`ops`.
     """
 
     def __init__(
@@ -144,12 +226,12 @@ class DartsOpFactory:
         *,
         affine: bool = True,
         hparams: Mapping[str, Any] | None = None,
-        context: BuildContext | None = None,
+        context: BuildContext | str | None = PER_NETWORK,
     ) -> None:
         operator_info(name)  # unknown names fail here, with close matches
         self.name, self.affine = name, affine
         self.hparams = dict(hparams or {})
-        self.context = context
+        self.context = _check_context(context)
 
     def __call__(self, C: int, stride: int, affine: bool | None = None) -> nn.Module:  # noqa: N803
         return darts_op(
@@ -158,7 +240,7 @@ class DartsOpFactory:
             stride,
             affine=self.affine if affine is None else affine,
             hparams=self.hparams,
-            context=self.context,
+            context=_context_for_call(self.context, self.name),
         )
 
     def __repr__(self) -> str:
@@ -172,7 +254,7 @@ def ops(
     include: Patterns = None,
     exclude: Patterns = None,
     hparams: Mapping[str, Mapping[str, Any]] | None = None,
-    context: BuildContext | None = None,
+    context: BuildContext | str | None = PER_NETWORK,
 ) -> dict[str, DartsOpFactory]:
     """The DARTS ``OPS`` table: name -> ``factory(C, stride, affine)``.
 
@@ -180,8 +262,14 @@ def ops(
         affine: the default of each factory's ``affine`` argument.
         include, exclude: shell patterns selecting names (see :func:`primitives`).
         hparams: operator name -> its hyper-parameters, e.g. ``{"osep_3x3": {"n_sep": 3}}``.
-        context: shared by every operator built (see :func:`darts_op`).
+        context: ``"per_network"`` (default): the operators built while a network's
+            ``__init__`` runs share one ``BuildContext(owner="layer")`` of that network (its
+            first CSG layer owns the generator; see :func:`network_under_construction`);
+            operators built outside any network own their modules. A ``BuildContext``: shared
+            by every operator built, for one network only (a second network built on it is an
+            error). None: each CSG layer owns its own generator.
     """
+    context = _check_context(context)
     hparams = dict(hparams or {})
     names = primitives(include, exclude)
     unknown = sorted(set(hparams) - set(list_operators()))
