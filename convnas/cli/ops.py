@@ -25,7 +25,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
         return 0
-    rows = [("name", "family", "kind", "strides", "in!=out", "fold", "gpu", "search space")]
+    rows = [
+        (
+            "name",
+            "family",
+            "kind",
+            "strides",
+            "in!=out",
+            "fold",
+            "gpu",
+            "TorchScript",
+            "search space",
+        )
+    ]
     for i in infos:
         space = " ".join(f"{k}={list(v)}" for k, v in i.search_space.items()) or "-"
         rows.append(
@@ -37,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
                 "yes" if i.channel_change else "no",
                 "yes" if i.foldable else "no",
                 "yes" if i.gpu_kernel else "no",
+                "yes" if i.scriptable else f"no ({i.script_note})",
                 space,
             )
         )

@@ -107,8 +107,10 @@ class CSGConv2d(nn.Module):
     """A convolution whose kernel is generated from per-layer codes by a slice generator.
 
     The generator comes from ``generator`` (kept as an unregistered reference: its owner holds
-    it), else from ``context`` (shared by the network, also unregistered), else the layer
-    creates and registers its own, so a standalone layer works and checkpoints fully.
+    it), else from ``context`` (shared by the network: unregistered when the network owns the
+    context's modules; with ``BuildContext(owner="layer")`` the first layer built registers it
+    as its submodule and later ones reference it), else the layer creates and registers its
+    own, so a standalone layer works and checkpoints fully.
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation: as ``nn.Conv2d``
@@ -168,14 +170,17 @@ class CSGConv2d(nn.Module):
         full = (out_channels, in_channels, *self.kernel_size)
         self.grid = tuple(math.ceil(n / s) for n, s in zip(full, shape, strict=True))
         self.num_slices = math.prod(self.grid)
+        register = generator is None
         if generator is None and context is not None:
-            shared = context.shared(
+            shared, register = context.acquire(
                 generator_key(shape, code_size, mode),
                 lambda: SliceGenerator(shape, code_size, mode, device=device, dtype=dtype),
             )
             generator = cast(SliceGenerator, shared)  # the key holds only generators like this
         if generator is None:
-            self.generator = SliceGenerator(shape, code_size, mode, device=device, dtype=dtype)
+            generator = SliceGenerator(shape, code_size, mode, device=device, dtype=dtype)
+        if register:
+            self.generator = generator  # this layer owns it (a submodule)
         else:
             attach_shared(self, "generator", generator)
         self.codes = nn.Parameter(
@@ -232,6 +237,8 @@ class CSGConv2d(nn.Module):
     kind="conv",
     paper=_PAPER,
     foldable=True,
+    scriptable=False,
+    script_note="unfolded weight generation star-unpacks a generator; script fold() instead",
     search_space={
         "slice_shape": ((12, 12, 3, 3), (16, 16, 3, 3)),
         "code_size": (72, 128),

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convnas.errors import OperatorArgumentError
 from convnas.layers.padding import same_padding
 from convnas.operators.operator_registry import register_operator
 
@@ -156,7 +157,12 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve the resolution with two offset stride-2 1x1 convs, concatenated, then BN."""
+    """Halve the resolution with two offset stride-2 1x1 convs, concatenated, then BN.
+
+    The first conv gets ``out_channels // 2`` channels and the second (odd pixel phase) the
+    rest. At ``out_channels == 1`` there is no room for two paths: the single 1x1 conv samples
+    the even phase (``conv_2`` is None), still giving ``(N, 1, ceil(H/2), ceil(W/2))``.
+    """
 
     def __init__(
         self,
@@ -168,21 +174,33 @@ class FactorizedReduce(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        if out_channels < 2:
-            raise ValueError(f"FactorizedReduce needs out_channels >= 2, but got {out_channels}")
-        half = out_channels // 2
+        if in_channels < 1 or out_channels < 1:
+            raise OperatorArgumentError(
+                "FactorizedReduce needs in_channels >= 1 and out_channels >= 1, but got "
+                f"in_channels={in_channels}, out_channels={out_channels}"
+            )
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(in_channels, half, 1, 2, bias=False, device=device, dtype=dtype)
-        self.conv_2 = nn.Conv2d(
-            in_channels, out_channels - half, 1, 2, bias=False, device=device, dtype=dtype
-        )
+        # no class-level annotation: TorchScript cannot parse ``X | None`` there
+        self.conv_2: nn.Conv2d | None
+        if out_channels == 1:
+            self.conv_1 = nn.Conv2d(in_channels, 1, 1, 2, bias=False, device=device, dtype=dtype)
+            self.conv_2 = None
+        else:
+            half = out_channels // 2
+            self.conv_1 = nn.Conv2d(in_channels, half, 1, 2, bias=False, device=device, dtype=dtype)
+            self.conv_2 = nn.Conv2d(
+                in_channels, out_channels - half, 1, 2, bias=False, device=device, dtype=dtype
+            )
         self.bn = nn.BatchNorm2d(out_channels, affine=affine, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
+        conv_2 = self.conv_2
+        if conv_2 is None:
+            return self.bn(self.conv_1(x))
         # The second path sees the odd pixel phase; pad so odd sizes give ceil(H/2) rows.
         shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        return self.bn(torch.cat([self.conv_1(x), conv_2(shifted)], dim=1))
 
 
 class Pool(nn.Module):

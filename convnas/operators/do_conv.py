@@ -80,10 +80,6 @@ class DOConv2d(nn.Module):
         d_mul: depth multiplier ``D_mul >= M*N``; ``None`` means ``M*N``.
     """
 
-    d_prime: nn.Parameter | None
-    d_identity: torch.Tensor | None
-    bias: nn.Parameter | None
-
     def __init__(
         self,
         in_channels: int,
@@ -99,6 +95,10 @@ class DOConv2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        # declared here, not on the class: TorchScript cannot parse ``X | None`` there
+        self.d_prime: nn.Parameter | None
+        self.d_identity: torch.Tensor | None
+        self.bias: nn.Parameter | None
         for name, value in (
             ("in_channels", in_channels),
             ("out_channels", out_channels),
@@ -187,9 +187,35 @@ class DOConv2d(nn.Module):
         return compose_do_kernel(weight, d_prime + self.d_identity, self.groups, self.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.conv2d(
+                x,
+                self._kernel_script(),
+                self.bias,
+                self.stride,
+                self.padding,
+                self.dilation,
+                self.groups,
+            )
         return F.conv2d(
             x, self.kernel(), self.bias, self.stride, self.padding, self.dilation, self.groups
         )
+
+    def _kernel_script(self) -> torch.Tensor:
+        # kernel() without contiguous_grad (an autograd.Function TorchScript cannot call):
+        # the same values, only the layout of the parameters' gradients may differ
+        weight = self.weight
+        kh, kw = self.kernel_size
+        d_prime, d_identity = self.d_prime, self.d_identity
+        if d_prime is None or d_identity is None:
+            return weight.reshape(weight.shape[0], weight.shape[1], kh, kw)
+        d_total = d_prime + d_identity
+        c_out, cin_g, d_mul = weight.shape[0], weight.shape[1], weight.shape[2]
+        mn = d_total.shape[1]
+        w = weight.reshape(self.groups, c_out // self.groups, cin_g, d_mul)
+        d = d_total.reshape(self.groups, cin_g, mn, d_mul)
+        kernel = torch.einsum("gjms,gpjs->gpjm", d, w)
+        return kernel.reshape(c_out, cin_g, kh, kw)
 
     @torch.no_grad()
     def fold(self) -> nn.Conv2d:

@@ -144,8 +144,6 @@ class EvenConv2d(nn.Module):
         bias: add a learnable bias.
     """
 
-    bias: nn.Parameter | None
-
     def __init__(
         self,
         in_channels: int,
@@ -172,8 +170,15 @@ class EvenConv2d(nn.Module):
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels, k, k, device=device, dtype=dtype)
         )
-        self.bias = (
+        # no class-level annotation: TorchScript cannot parse ``X | None`` there
+        self.bias: nn.Parameter | None = (
             nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
+        )
+        # the symmetric pads as [start, stop, left, right, top, bottom] for TorchScript
+        self._script_pads: list[list[int]] = (
+            [[a, b, *pads] for a, b, pads in _group_pads(in_channels, k, s, True, None)]
+            if self.symmetric
+            else [[0, 0, 0, 0, 0, 0]]  # unused; an empty list would have no TorchScript type
         )
         self.reset_parameters()
 
@@ -207,6 +212,33 @@ class EvenConv2d(nn.Module):
         return text
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._forward_script(x)
+        return self._forward_eager(x)
+
+    def _forward_script(self, x: torch.Tensor) -> torch.Tensor:
+        # the pure-PyTorch path of even_conv2d with the pads precomputed (or, for the
+        # TF-SAME baseline, computed from the input size as tf_same_pads does)
+        k = self.kernel_size[0]
+        sh, sw = self.stride
+        if self.symmetric:
+            parts: list[torch.Tensor] = []
+            for g in self._script_pads:
+                if g[1] > g[0]:
+                    parts.append(F.pad(x[:, g[0] : g[1]], [g[2], g[3], g[4], g[5]]))
+            padded = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        else:
+            height, width = x.shape[-2], x.shape[-1]
+            if sh == 1 and sw == 1:
+                height, width = 1, 1
+            total_h = max(((height + sh - 1) // sh - 1) * sh + k - height, 0)
+            total_w = max(((width + sw - 1) // sw - 1) * sw + k - width, 0)
+            top, left = total_h // 2, total_w // 2
+            padded = F.pad(x, [left, total_w - left, top, total_h - top])
+        return F.conv2d(padded, self.weight, self.bias, self.stride)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         kernels = gpu_kernels_for(x)
         if kernels is not None and self.symmetric:
             # the offsets go into the kernel's addressing: no padded copy of the input

@@ -57,6 +57,9 @@ class OperatorInfo:
         search_space: hyper-parameter name -> the choices a search may pick from.
         gpu_kernel: whether a custom GPU kernel backs the operator on CUDA.
         description: one line for listings.
+        scriptable: whether ``torch.jit.script`` compiles the module built by ``factory``
+            (the scripted module matches eager on the pure-PyTorch path).
+        script_note: why the operator is not scriptable (empty when it is).
     """
 
     name: str
@@ -70,6 +73,8 @@ class OperatorInfo:
     search_space: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     gpu_kernel: bool = False
     description: str = ""
+    scriptable: bool = True
+    script_note: str = ""
 
     def hparam_names(self) -> tuple[str, ...] | None:
         """Keyword hyper-parameters the factory accepts, or None if it takes any."""
@@ -106,6 +111,8 @@ class OperatorInfo:
             "search_space": {k: list(v) for k, v in self.search_space.items()},
             "gpu_kernel": self.gpu_kernel,
             "description": self.description,
+            "scriptable": self.scriptable,
+            "script_note": self.script_note,
         }
 
 
@@ -121,6 +128,8 @@ def register_operator(
     search_space: Mapping[str, Sequence[Any]] | None = None,
     gpu_kernel: bool = False,
     description: str = "",
+    scriptable: bool = True,
+    script_note: str = "",
     replace: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers an operator factory (a function or an ``nn.Module`` class).
@@ -136,6 +145,10 @@ def register_operator(
         raise OperatorArgumentError(f"kind must be one of {KINDS}, but got {kind!r}")
     if not strides or any(s < 1 for s in strides):
         raise OperatorArgumentError(f"strides must be positive ints, but got {tuple(strides)!r}")
+    if not scriptable and not script_note.strip():
+        raise OperatorArgumentError(
+            f"operator {name!r} is registered as not scriptable; give a script_note saying why"
+        )
     space = MappingProxyType({k: tuple(v) for k, v in (search_space or {}).items()})
     for key, choices in space.items():
         if not choices:
@@ -154,6 +167,8 @@ def register_operator(
             search_space=space,
             gpu_kernel=gpu_kernel,
             description=description or (inspect.getdoc(factory) or "").split("\n")[0],
+            scriptable=bool(scriptable),
+            script_note="" if scriptable else script_note,
         )
         names = info.hparam_names()
         if names is not None:

@@ -106,6 +106,19 @@ class OSepConv2d(nn.Module):
                 f"{even}; use odd kernel_size or preset odd kernels"
             )
         self.plan = plan
+        # per layer (in_pad, shuffle groups or 0, out_drop, out_channels): plain ints that
+        # TorchScript can read (it cannot see the plan's Python objects)
+        self._script_layers: list[list[int]] = [
+            [
+                int(layer.in_pad),
+                int(layer.groups)
+                if layer.shuffle and layer.groups > 1 and layer.out_per_group > 1
+                else 0,
+                int(bool(layer.out_drop)),
+                int(layer.out_channels),
+            ]
+            for layer in plan.layers
+        ]
         self.in_channels, self.out_channels = plan.in_channels, plan.out_channels
         self.kernel_size, self.stride = plan.kernel_size, plan.stride
         self.convs = nn.ModuleList(
@@ -141,6 +154,29 @@ class OSepConv2d(nn.Module):
         return s + f", params={p.params}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._forward_script(x)
+        return self._forward_eager(x)
+
+    def _forward_script(self, x: torch.Tensor) -> torch.Tensor:
+        # the pure-PyTorch path of _forward_eager, over the ints of _script_layers
+        i = 0
+        for conv in self.convs:
+            in_pad, shuffle_groups, out_drop, out_channels = self._script_layers[i]
+            i += 1
+            if in_pad:
+                x = F.pad(x, [0, 0, 0, 0, 0, in_pad])
+            x = conv(x)
+            if shuffle_groups:
+                b, c, h, w = x.shape
+                x = x.view(b, shuffle_groups, c // shuffle_groups, h, w).transpose(1, 2)
+                x = x.reshape(b, c, h, w)
+            if out_drop:
+                x = x[:, :out_channels]
+        return x
+
+    @torch.jit.unused
+    def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         kernels = gpu_kernels_for(x)
         if kernels is not None:  # shuffle, channel padding and dropping folded into indexing
             for layer, conv in zip(self.plan.layers, self.convs, strict=True):

@@ -68,13 +68,6 @@ class ShiftwiseConv2d(nn.Module):
         seed: layer seed; the tables are drawn from a generator seeded with it and the shape.
     """
 
-    # the layer's tables (ShiftTables), registered as buffers
-    rep_index: torch.Tensor
-    ghost_index: torch.Tensor
-    perm_h_index: torch.Tensor
-    perm_v_index: torch.Tensor
-    ident_index: torch.Tensor
-
     def __init__(
         self,
         in_channels: int,
@@ -107,11 +100,21 @@ class ShiftwiseConv2d(nn.Module):
             edges,
             table_seed(seed, in_channels, rep, big_kernel, small_kernel, edges),
         )
+        # buffer types declared here, not on the class: TorchScript cannot parse them there
+        self.rep_index: torch.Tensor
+        self.ghost_index: torch.Tensor
+        self.perm_h_index: torch.Tensor
+        self.perm_v_index: torch.Tensor
+        self.ident_index: torch.Tensor
         for name in ("rep", "ghost", "perm_h", "perm_v", "ident"):
             self.register_buffer(f"{name}_index", getattr(tables, name).to(device))
         self.weight = nn.Parameter(
             torch.empty(paths, rep * nk, 1, small_kernel, small_kernel, device=device, dtype=dtype)
         )
+        # the F.pad lists of the H, V and I dense kernels, for TorchScript
+        self._script_pads: list[list[int]] = [
+            list(p) for p in dense_branch_pads(big_kernel, small_kernel)
+        ]
         self.bn_h = nn.BatchNorm2d(rep, device=device, dtype=dtype)
         self.bn_v = nn.BatchNorm2d(rep, device=device, dtype=dtype)
         self.bn_i = nn.BatchNorm2d(rep, device=device, dtype=dtype)
@@ -129,6 +132,7 @@ class ShiftwiseConv2d(nn.Module):
             x_rep, self.weight.sum(0), padding=self.small_kernel - 1, groups=self.rep_channels
         )
 
+    @torch.jit.unused
     def branches(self, x_rep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(Y_H, Y_V, Y_I)`` of the rep channels ``x_rep`` before BatchNorm (section 4.4).
 
@@ -175,9 +179,36 @@ class ShiftwiseConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_rep = x.index_select(1, self.rep_index)
-        y_h, y_v, y_i = self.branches(x_rep)
+        if torch.jit.is_scripting():
+            y_h, y_v, y_i = self._branches_script(x_rep)
+        else:
+            y_h, y_v, y_i = self.branches(x_rep)
         y = self.bn_h(y_h) + self.bn_v(y_v) + self.bn_i(y_i) + x_rep
         return torch.index_copy(x, 1, self.rep_index, y)
+
+    def _branches_script(
+        self, x_rep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # the CPU path of branches(), with dense_branch_kernels written out for TorchScript
+        perm_h, perm_v, ident = self.perm_h_index, self.perm_v_index, self.ident_index
+        edges, rep, nk = perm_h.shape[0], perm_h.shape[1], perm_h.shape[2]
+        k = self.small_kernel
+        w = self.weight.sum(0).view(rep, nk, k, k)
+        rows = torch.arange(rep, device=w.device).unsqueeze(1)
+        blocks_h = w[rows, perm_h[0]]
+        blocks_v = w[rows, perm_v[0]]
+        w_i = w[rows[:, 0], ident[0]]
+        for g in range(1, edges):
+            blocks_h = blocks_h + w[rows, perm_h[g]]
+            blocks_v = blocks_v + w[rows, perm_v[g]]
+            w_i = w_i + w[rows[:, 0], ident[g]]
+        w_h = blocks_h.permute(0, 2, 1, 3).reshape(rep, 1, k, nk * k)
+        w_v = blocks_v.reshape(rep, 1, nk * k, k)
+        pads = self._script_pads
+        y_h = F.conv2d(F.pad(x_rep, pads[0]), w_h, groups=rep)
+        y_v = F.conv2d(F.pad(x_rep, pads[1]), w_v, groups=rep)
+        y_i = F.conv2d(F.pad(x_rep, pads[2]), w_i.unsqueeze(1), groups=rep)
+        return y_h, y_v, y_i
 
     def dense_kernels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The exact dense depthwise kernels ``(W_H, W_V, W_I)`` of the three branches.
