@@ -274,7 +274,8 @@ class CostTable:
             costs = torch.tensor([c[metric] for c in row], dtype=probs.dtype, device=probs.device)
             term = probs @ costs
             total = term if total is None else total + term
-        assert total is not None  # the constructor refuses a table without decisions
+        if total is None:  # unreachable: the constructor refuses a table without decisions
+            raise ConfigError("a cost table needs at least one decision")
         return total
 
     def cheapest(self, metric: str) -> list[int]:
