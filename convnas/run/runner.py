@@ -65,6 +65,10 @@ def collect_run_info(config: Config) -> dict[str, Any]:
     }
 
 
+# Files whose presence means the run directory holds results (see the resume rule, README).
+RESULT_FILES = ("darts_checkpoint.pt", "trials.csv")
+
+
 def load_data(config: Config) -> Any:
     from convnas.data import load_dataset
 
@@ -108,6 +112,13 @@ def run_search(config: Config, *, resume: bool = False, workers: int = 1) -> Sea
             "DARTS trains one supernet; scale it with torchrun, not --workers", key="workers"
         )
     run_dir = config.run_dir()
+    finished = [f for f in RESULT_FILES if (run_dir / f).exists()]
+    if finished and not resume:  # refuse before anything of the run's record is rewritten
+        raise ConfigError(
+            f"{run_dir} already holds a search's results ({', '.join(finished)}); pass --resume "
+            f"(resume=True) to continue it, or choose another run name (--name)",
+            key="output.run_dir",
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     # Under torchrun every process runs this function; only rank 0 writes run files.
     is_main = int(os.environ.get("RANK", "0")) == 0

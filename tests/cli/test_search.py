@@ -60,3 +60,12 @@ def test_bad_config_and_missing_cifar_give_clear_messages(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "cifar-10-batches-py" in err and "nowhere" in err
+
+
+def test_a_second_search_without_resume_is_refused_before_touching_the_run(tmp_path, capsys):
+    assert main(_args(tmp_path, "strategy.n_trials=4")) == 0
+    run = next(p for p in tmp_path.rglob("run_info.json")).parent
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    assert main(_args(tmp_path, "strategy.n_trials=4")) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()} == before
