@@ -9,6 +9,7 @@ candidates are convnas operators. NNI is imported only when :func:`layer_choice`
 
 from __future__ import annotations
 
+import importlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -20,23 +21,34 @@ from convnas.integrations.darts import Patterns, primitives
 from convnas.integrations.nasbench201 import edge_op
 from convnas.operators import BuildContext, create_operator, list_operators, operator_info
 
-__all__ = ["candidates", "layer_choice", "layer_choice_class"]
+__all__ = ["candidate_names", "candidates", "layer_choice", "layer_choice_class"]
 
 
 def layer_choice_class() -> type:
     """NNI's ``LayerChoice`` class.
 
     Raises:
-        OptionalDependencyError: NNI is not installed.
+        OptionalDependencyError: NNI is not installed, or a package NNI imports is missing
+            (NNI 3 imports ``pytorch_lightning``); the message names the missing one.
     """
-    try:
-        from nni.nas.nn.pytorch import LayerChoice
-    except ImportError:
+    errors: list[ImportError] = []
+    for path in ("nni.nas.nn.pytorch", "nni.retiarii.nn.pytorch"):  # NNI 3, NNI 2
         try:
-            from nni.retiarii.nn.pytorch import LayerChoice
-        except ImportError:
-            raise OptionalDependencyError("nni", "convnas.integrations.nni.layer_choice") from None
-    return LayerChoice
+            module = importlib.import_module(path)
+            return module.LayerChoice
+        except (ImportError, AttributeError) as exc:
+            if isinstance(exc, ImportError):
+                errors.append(exc)
+    missing = "nni"
+    for error in errors:  # a module other than NNI's own is what is really missing
+        top = (error.name or "nni").split(".")[0]
+        if top != "nni":
+            missing = top
+            break
+    feature = "convnas.integrations.nni.layer_choice"
+    if missing != "nni":
+        feature += " (through NNI, which imports it)"
+    raise OptionalDependencyError(missing, feature) from (errors[0] if errors else None)
 
 
 def _fits(name: str, in_channels: int, out_channels: int, stride: int) -> bool:
@@ -46,6 +58,30 @@ def _fits(name: str, in_channels: int, out_channels: int, stride: int) -> bool:
         and stride in info.strides
         and (in_channels == out_channels or info.channel_change)
     )
+
+
+def candidate_names(
+    in_channels: int,
+    out_channels: int,
+    stride: int = 1,
+    include: Patterns = None,
+    exclude: Patterns = None,
+    bare: bool = False,
+) -> list[str]:
+    """The operator names :func:`candidates` builds (same arguments), in its order.
+
+    Raises:
+        OperatorArgumentError: nothing is selected.
+    """
+    names = primitives(include, exclude)
+    if bare and include is None:
+        names = [n for n in names if _fits(n, in_channels, out_channels, stride)]
+    if not names:
+        raise OperatorArgumentError(
+            f"no operator selected by include={include!r}, exclude={exclude!r} "
+            f"(registered: {', '.join(list_operators())})"
+        )
+    return names
 
 
 def candidates(
@@ -75,14 +111,7 @@ def candidates(
         context: a build context whose ``modules`` the host network owns (CSG generator).
     """
     hparams = dict(hparams or {})
-    names = primitives(include, exclude)
-    if bare and include is None:
-        names = [n for n in names if _fits(n, in_channels, out_channels, stride)]
-    if not names:
-        raise OperatorArgumentError(
-            f"no operator selected by include={include!r}, exclude={exclude!r} "
-            f"(registered: {', '.join(list_operators())})"
-        )
+    names = candidate_names(in_channels, out_channels, stride, include, exclude, bare)
     out: OrderedDict[str, nn.Module] = OrderedDict()
     for name in names:
         kwargs = dict(hparams.get(name, {}))
