@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convnas.errors import CheckpointError, ConfigError
+from convnas.errors import CheckpointError
 from convnas.io import load_checkpoint, save_checkpoint
 from convnas.registry import Registry
 from convnas.search_space import Architecture, SearchSpace, build_model
@@ -32,7 +32,13 @@ from convnas.strategies.rules import (
     POSITIVE_INT,
     check,
 )
-from convnas.strategies.training import check_finite, evaluate, progress, train_model
+from convnas.strategies.training import (
+    check_finite,
+    evaluate,
+    progress,
+    require_one_batch,
+    train_model,
+)
 
 __all__ = [
     "EVALUATORS",
@@ -231,13 +237,8 @@ class SupernetEvaluator(Evaluator):
     ) -> None:
         from convnas.data import make_loader
 
-        if self.epochs and len(data.train) < self.batch_size:
-            raise ConfigError(
-                f"the training split has {len(data.train)} samples, fewer than one batch of "
-                f"batch_size={self.batch_size}, so the supernet would not train one step; lower "
-                f"it or use more training data (data.limit_train, data.val_fraction)",
-                key="strategy.evaluator.batch_size",
-            )
+        if self.epochs:
+            require_one_batch(len(data.train), self.batch_size, key="strategy.evaluator.batch_size")
         self._data, self._device = data, device
         with forked_rng(seed, device):  # the weights' init; the caller's RNG is left alone
             supernet = space.build_supernet("single_path").to(device)

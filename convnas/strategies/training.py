@@ -25,6 +25,7 @@ __all__ = [
     "TrainResult",
     "check_finite",
     "evaluate",
+    "require_one_batch",
     "progress",
     "resolve_device",
     "train_model",
@@ -95,6 +96,17 @@ class TrainResult:
     steps: int = 0
 
 
+def require_one_batch(samples: int, batch_size: int, *, key: str) -> None:
+    """Refuse training that would not run one step (it would report an untrained network)."""
+    if samples < batch_size:
+        raise ConfigError(
+            f"the training split has {samples} samples, fewer than one batch of "
+            f"batch_size={batch_size}, so not one training step would run; lower batch_size "
+            f"or use more training data (data.limit_train, data.val_fraction)",
+            key=key,
+        )
+
+
 def train_model(
     model: nn.Module,
     data: Any,
@@ -131,14 +143,7 @@ def train_model(
     ):
         if not test(value):
             raise ConfigError(f"must be {rule}, but got {value!r}", key=key)
-    full_batches = len(data.train) // batch_size
-    if full_batches == 0:
-        raise ConfigError(
-            f"the training split has {len(data.train)} samples, fewer than one batch of "
-            f"batch_size={batch_size}, so not one training step would run; lower batch_size "
-            f"or use more training data (data.limit_train, data.val_fraction)",
-            key="batch_size",
-        )
+    require_one_batch(len(data.train), batch_size, key="batch_size")
     dev = resolve_device(device)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
