@@ -17,6 +17,7 @@ __all__ = [
     "OperatorArgumentError",
     "TrainingDivergedError",
     "OptionalDependencyError",
+    "SearchFailedError",
     "UnknownNameError",
     "UnknownOperatorError",
 ]
@@ -76,6 +77,10 @@ class OperatorArgumentError(ConvNASError, ValueError):
 
 class DatasetError(ConvNASError, OSError):
     """Dataset files are missing, incomplete, corrupt, unsafe to load, or failed to download."""
+
+
+class SearchFailedError(ConvNASError, RuntimeError):
+    """A search ended without a single successfully evaluated architecture."""
 
 
 class TrainingDivergedError(ConvNASError, FloatingPointError):

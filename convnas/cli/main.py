@@ -9,7 +9,10 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
+import traceback
 import warnings
 from collections.abc import Sequence
 
@@ -18,7 +21,18 @@ from convnas.errors import ConvNASError
 __all__ = ["build_parser", "main"]
 
 # Each module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMAND_MODULES = ("search", "ops", "osep_plan", "costs", "train", "export", "report")
+COMMAND_MODULES = (
+    "search",
+    "ops",
+    "osep_plan",
+    "costs",
+    "train",
+    "export",
+    "report",
+    "rank",
+    "score",
+    "status",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"convnas {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (for bug reports)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         module = importlib.import_module(f"convnas.cli.{module_name}")
@@ -44,13 +61,31 @@ OPTUNA_COMMANDS = ("search", "export", "report")
 
 def _quiet_optuna() -> None:
     """The application, not the library, decides what Optuna may say: per-trial INFO lines
-    and "experimental" warnings are for ``-v``."""
+    and "experimental" warnings are for ``-v``, tracebacks of failed trials for ``--debug``."""
     try:
         import optuna
     except ImportError:
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _strip_tracebacks(logging.getLogger("optuna"))
+
+
+def _strip_tracebacks(logger: logging.Logger) -> None:
+    from convnas.cli.failures import StripTracebacks
+
+    for handler in (*logger.handlers, *logging.getLogger().handlers):
+        if not any(isinstance(f, StripTracebacks) for f in handler.filters):
+            handler.addFilter(StripTracebacks())
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM ends a command as Ctrl-C does: state saved, a message, resumable."""
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _error(command: str, message: str) -> None:
+    print(f"convnas {command}: error: {' '.join(message.split())}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,17 +99,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose and args.command in OPTUNA_COMMANDS:
         _quiet_optuna()
+    if not args.debug:
+        _strip_tracebacks(logging.getLogger())
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args._run(args) or 0)
     except ConvNASError as exc:
-        print(f"convnas {args.command}: error: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        _error(args.command, str(exc))
         return 2
-    except KeyboardInterrupt:
-        print(f"convnas {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = "SIGTERM" if str(exc) == "SIGTERM" else "Ctrl-C"
+        more = (
+            "; run the same command with --resume to continue" if args.command == "search" else ""
+        )
+        print(f"convnas {args.command}: interrupted ({how}){more}", file=sys.stderr)
+        return 143 if how == "SIGTERM" else 130
     except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:  # a failure of the environment (disk, database), or a bug
+        from convnas.cli.failures import describe
+
+        if args.debug:
+            traceback.print_exc()
+        message = describe(exc)
+        if message is not None:
+            _error(args.command, message)
+            return 2
+        first = (str(exc).splitlines() or [""])[0][:300]
+        _error(
+            args.command,
+            f"internal error ({type(exc).__name__}: {first}); this is a bug in convnas: "
+            f"please report it with the output of --debug",
+        )
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

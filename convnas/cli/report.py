@@ -18,8 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from convnas.report import write_report
+    from convnas.rundir import MARKER, is_run_dir
 
     if not args.run.is_dir():
         raise ConfigError(f"run directory {str(args.run)!r} does not exist")
+    if args.out is None and not is_run_dir(args.run):
+        raise ConfigError(
+            f"{args.run} is not a convnas run directory (it has no {MARKER} file), so its "
+            f"report.html is not written; give a run directory, or --out for the report"
+        )
     print(write_report(args.run, args.out))
     return 0

@@ -6,6 +6,8 @@ import argparse
 import os
 import pathlib
 
+from convnas.errors import SearchFailedError
+
 NAME = "search"
 HELP = "run a search from a YAML config"
 
@@ -85,5 +87,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     result = run_search(config, resume=args.resume, workers=args.workers)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        if not result.results:
+            info = result.info
+            raise SearchFailedError(
+                f"no architecture was evaluated successfully ({info.get('failed', 0)} trial(s) "
+                f"failed, {info.get('pruned', 0)} pruned); the reasons are in the fail_reason "
+                f"column of {config.run_dir() / 'trials.csv'}"
+            )
         print("\n".join(summary_lines(result, config.run_dir())))
     return 0

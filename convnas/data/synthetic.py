@@ -58,7 +58,7 @@ def synthetic(
     ``data_seed`` fixes the data itself; the ``seed`` of :func:`~convnas.data.load_dataset`
     only draws the validation split. ``root`` and ``download`` are ignored.
     """
-    shape = tuple(input_shape)
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
     if len(shape) != 3:
         raise ConfigError(f"input_shape must be (C, H, W), but got input_shape={input_shape!r}")
     for i, dim in enumerate(shape):

@@ -12,11 +12,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from convnas.errors import ConfigError, ConvNASError
-from convnas.io import read_yaml
+from convnas.io import parse_yaml, read_yaml
 from convnas.run.schema import Config
 
 if TYPE_CHECKING:
@@ -120,6 +119,89 @@ def _check_against_registries(config: Config) -> None:
         build_strategy(config)
     except ConfigError as exc:
         raise _rekey(exc, "strategy") from None
+    check_device(config.device)
+    if config.data.val_fraction <= 0:
+        raise ConfigError(
+            "must be > 0: a search scores architectures on the validation split, but got "
+            f"{config.data.val_fraction!r}; use e.g. 0.2",
+            key="data.val_fraction",
+        )
+    storage = getattr(config.strategy, "storage", None)
+    if storage is not None:
+        check_storage_url(storage)
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device(spec: str) -> None:
+    """``spec`` names a device convnas can train on here (cpu, cuda[:N], mps, or auto)."""
+    import torch
+
+    if spec == "auto":
+        return
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"not a device: {spec!r}; use auto, cpu, cuda, cuda:N or mps", key="device"
+        ) from None
+    if device.type not in DEVICE_TYPES:
+        raise ConfigError(
+            f"convnas trains on {', '.join(DEVICE_TYPES)}, but got {spec!r}; use auto or cpu",
+            key="device",
+        )
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{spec!r} requested but CUDA is not available", key="device")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"{spec!r} requested but this machine has {count} CUDA device(s)", key="device"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{spec!r} requested but MPS is not available", key="device")
+
+
+def check_storage_url(url: str) -> None:
+    """An Optuna storage URL whose scheme and driver exist (nothing is opened or created)."""
+    key = "strategy.storage"
+    if url.startswith("journal:"):
+        path = pathlib.Path(url[len("journal:") :]).expanduser()
+        if not url[len("journal:") :] or path.is_dir():
+            raise ConfigError(f"journal:PATH needs a file path, but got {url!r}", key=key)
+        return
+    if "://" not in url:
+        raise ConfigError(
+            f"expected an Optuna storage URL (sqlite:///PATH, postgresql://..., mysql://...) "
+            f"or journal:PATH, but got {url!r}",
+            key=key,
+        )
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(
+            f"not a usable storage URL {url!r} ({exc}); use sqlite:///PATH, "
+            f"postgresql+psycopg2://..., mysql+pymysql://... or journal:PATH",
+            key=key,
+        ) from None
+    except ImportError as exc:
+        raise ConfigError(
+            f"the database driver for {url.split('://', 1)[0]}:// is not installed ({exc})",
+            key=key,
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        parent = pathlib.Path(parsed.database).expanduser().parent
+        if not parent.is_dir():
+            raise ConfigError(
+                f"the directory {parent} of the SQLite file in {url!r} does not exist; create "
+                f"it first or use another path",
+                key=key,
+            )
 
 
 def _rekey(exc: ConfigError, section: str) -> ConfigError:
@@ -167,8 +249,10 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             raise ConfigError(f"--set expects KEY.PATH=VALUE, but got {item!r}")
         path, raw = m.group(1).split("."), m.group(2)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = parse_yaml(raw, f"--set {m.group(1)}") if raw.strip() else None
+        except ConfigError as exc:
+            if "alias" in str(exc) or "nested too deeply" in str(exc):
+                raise
             value = raw
         node = result
         for i, part in enumerate(path[:-1]):
@@ -200,7 +284,9 @@ def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> Conf
     path = pathlib.Path(path)
     data = read_yaml(path)
     if data is None:
-        data = {}
+        raise ConfigError(
+            f"{path} is empty; a config needs at least its sections (see configs/quickstart.yaml)"
+        )
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: a config must be a mapping of sections")
     data = apply_overrides(data, overrides)

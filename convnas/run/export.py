@@ -77,6 +77,9 @@ def example_input(arch: Architecture, batch_size: int = 1) -> torch.Tensor:
 
 def build_seeded(arch: Architecture, seed: int = 0) -> nn.Module:
     """``build_model(arch)`` with initial weights drawn from ``seed`` (global RNG untouched)."""
+    from convnas.run.runner import check_model_bytes
+
+    check_model_bytes(lambda: build_model(arch), "this architecture's network", key=None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(arch)
@@ -322,19 +325,17 @@ def run_architectures(
 
 
 def _study_architecture(run_dir: pathlib.Path, number: int) -> Architecture:
-    from convnas.strategies.optuna import OptunaSettings, import_optuna, make_storage
+    from convnas.strategies.optuna.resume import open_study_readonly
 
-    optuna = import_optuna()
     config = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
     strategy = (config or {}).get("strategy") or {}
     url = strategy.get("storage") or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///") :]).is_file():
         raise ConfigError(f"trial {number}: {run_dir} has neither its Pareto file nor a study.db")
     name = strategy.get("study_name") or "convnas"
-    try:
-        study = optuna.load_study(study_name=name, storage=make_storage(url, OptunaSettings()))
-    except KeyError:
-        raise ConfigError(f"storage {url} holds no study named {name!r}") from None
+    # Read-only: nothing is created wherever the run's config points (a journal that is not
+    # there is an error, a database's tables are not made).
+    study = open_study_readonly(str(url), str(name))
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
         raise ConfigError(f"the study has trials 0..{len(trials) - 1}, but got trial {number}")

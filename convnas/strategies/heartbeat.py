@@ -132,6 +132,16 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # Ctrl-C or SIGTERM: the trial fails as interrupted, not as "no heartbeat".
+            try:
+                self.trial.set_user_attr(
+                    "fail_reason",
+                    f"interrupted ({str(exc) or exc_type.__name__}) before it finished; "
+                    f"--resume continues the search",
+                )
+            except Exception as error:  # the interrupt matters more than its record
+                logger.debug("trial %d: reason not recorded (%s)", self.trial.number, error)
 
 
 class RetryStaleTrial:

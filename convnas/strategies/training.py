@@ -44,6 +44,8 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         device = torch.device(spec)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"not a device: {spec!r} ({exc})", key="device") from None
+    if device.type not in ("cpu", "cuda", "mps"):  # meta trains nothing; xla etc. unsupported
+        raise ConfigError(f"convnas trains on cpu, cuda or mps, but got {spec!r}", key="device")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{spec!r} requested but CUDA is not available", key="device")
     return device

@@ -182,7 +182,17 @@ def audit(config: pathlib.Path, n_trials: int, *, csv_complete: bool = True) -> 
     by_number = {t.number: t for t in trials}
     assert [t.number for t in trials] == list(range(len(trials))), "trial numbers not unique"
     assert set(result.states) <= {"COMPLETE", "FAIL", "PRUNED"}, result.states
-    assert result.states["COMPLETE"] == n_trials, result.states
+    # Repeats of an earlier trial's network are answered from it and not counted (never
+    # scored twice); exactly n_trials distinct networks complete.
+    counted = [
+        t for t in trials if t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs
+    ]
+    assert len(counted) == n_trials, result.states
+    for t in trials:
+        if "duplicate_of" in t.user_attrs:
+            original = by_number[t.user_attrs["duplicate_of"]]
+            assert original.state.name == "COMPLETE" and "duplicate_of" not in original.user_attrs
+            assert original.user_attrs["network"] == t.user_attrs["network"]
     for t in trials:
         if "retry_of" not in t.user_attrs:
             continue
@@ -196,14 +206,12 @@ def audit(config: pathlib.Path, n_trials: int, *, csv_complete: bool = True) -> 
             assert t.params == known
         result.retries[failed.number] = t.number
     # A retry chain (a trial and its retries) is counted at most once.
-    chains = Counter(
-        t.user_attrs.get("retried_from", t.number) for t in trials if t.state.name == "COMPLETE"
-    )
+    chains = Counter(t.user_attrs.get("retried_from", t.number) for t in counted)
     assert max(chains.values()) == 1, chains
     rows = list(csv.DictReader(open(run_dir(config) / "trials.csv")))
     for row in rows:
         assert row["state"] == by_number[int(row["number"])].state.name, row
-    csv_done = sum(r["state"] == "COMPLETE" for r in rows)
+    csv_done = sum(r["state"] == "COMPLETE" and not r["duplicate_of"] for r in rows)
     assert csv_done == n_trials if csv_complete else csv_done <= n_trials
     for number in result.retries:
         row = next(r for r in rows if int(r["number"]) == number)

@@ -8,6 +8,7 @@ from typing import Any
 
 from convnas.costs import COST_OBJECTIVES
 from convnas.errors import ConfigError
+from convnas.seeding import check_seeds
 from convnas.strategies.rules import (
     FRACTION,
     NON_NEGATIVE,
@@ -18,9 +19,21 @@ from convnas.strategies.rules import (
     check,
 )
 
-__all__ = ["CHECKPOINT", "PENALTY_METRICS", "DartsSettings"]
+__all__ = ["CHECKPOINT", "OPTIMISER_KEYS", "PENALTY_METRICS", "DartsSettings"]
 
 CHECKPOINT = "darts_checkpoint.pt"
+# What a resume may change, e.g. lower learning rates after a divergence.
+OPTIMISER_KEYS = (
+    "w_lr",
+    "w_lr_min",
+    "w_momentum",
+    "w_weight_decay",
+    "grad_clip",
+    "a_lr",
+    "a_beta1",
+    "a_beta2",
+    "a_weight_decay",
+)
 PENALTY_METRICS = COST_OBJECTIVES
 
 
@@ -48,10 +61,12 @@ class DartsSettings:
     penalty_lambda: float = 0.0
     fd_scale: float = 0.01
     seed: int = 0
+    seeds: dict[str, int] = dataclasses.field(default_factory=dict)
     device: str = "auto"
     progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", check_seeds(self.seeds))
         check(
             self,
             {
@@ -87,6 +102,14 @@ class DartsSettings:
                 f"w_lr_min <= w_lr must hold, but got w_lr_min={self.w_lr_min}, w_lr={self.w_lr}",
                 key="w_lr_min",
             )
+
+    def optimiser_settings(self) -> dict[str, Any]:
+        """The settings a resume may change (recorded in the run's history when it does)."""
+        return {k: getattr(self, k) for k in OPTIMISER_KEYS}
+
+    def resume_fingerprint(self) -> dict[str, Any]:
+        """The settings a resume must keep: :meth:`fingerprint` less the optimiser's."""
+        return {k: v for k, v in self.fingerprint().items() if k not in OPTIMISER_KEYS}
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change results (progress bars and device do not)."""

@@ -24,7 +24,7 @@ from convnas.errors import CheckpointError, ConfigError, TrainingDivergedError
 from convnas.io import load_checkpoint, save_checkpoint, write_json
 from convnas.registry import check_keywords
 from convnas.search_space import SearchSpace, Supernet, build_model
-from convnas.seeding import derive_seed, forked_rng, local_generator
+from convnas.seeding import derive_seed, forked_rng, local_generator, stream_seed
 from convnas.strategies.base import (
     ArchitectureResult,
     SearchResult,
@@ -33,8 +33,13 @@ from convnas.strategies.base import (
     register_strategy,
 )
 from convnas.strategies.darts.architect import unrolled_arch_gradient
-from convnas.strategies.darts.checkpoint import check_epochs, rng_states, set_rng_states
-from convnas.strategies.darts.settings import CHECKPOINT, DartsSettings
+from convnas.strategies.darts.checkpoint import (
+    apply_optimiser_settings,
+    check_state,
+    rng_states,
+    set_rng_states,
+)
+from convnas.strategies.darts.settings import CHECKPOINT, OPTIMISER_KEYS, DartsSettings
 from convnas.strategies.distributed import setup_distributed
 from convnas.strategies.training import check_finite, evaluate, progress
 
@@ -79,14 +84,15 @@ class DartsStrategy(SearchStrategy):
         try:
             # Weight init, Gumbel noise and any dropout draw from a stream of this run's own;
             # the caller's global RNG state is restored afterwards.
-            with forked_rng(s.seed, device):
+            with forked_rng(stream_seed(s.seed, s.seeds, "init"), device):
                 return self._search(space, data, run_dir, resume, ctx, device)
         finally:
             ctx.close()
 
     def _search(self, space, data, run_dir, resume, ctx, device) -> SearchResult:
         s = self.settings
-        alphas_rng = local_generator(derive_seed(s.seed, "darts", "alphas"))
+        init_seed = stream_seed(s.seed, s.seeds, "init")
+        alphas_rng = local_generator(derive_seed(init_seed, "darts", "alphas"))
         supernet = space.build_supernet("weighted", generator=alphas_rng).to(device)
         supernet.set_mode(s.mode, tau=s.tau)
         w_opt = torch.optim.SGD(
@@ -103,37 +109,34 @@ class DartsStrategy(SearchStrategy):
             weight_decay=s.a_weight_decay,
         )
         penalty = self._penalty(space, supernet, device)
-        fingerprint = config_hash(
-            space.name,
-            space.settings(),
-            [d.candidates and [c.to_dict() for c in d.candidates] for d in space.decisions()],
-            s.fingerprint(),
-        )
         ckpt_path = run_dir / CHECKPOINT
         start_epoch, history = 0, []
+        changed: dict[str, Any] = {}
         if ckpt_path.exists():
-            if not resume:
-                raise ConfigError(
-                    f"{run_dir} already holds a DARTS checkpoint; pass resume=True (--resume) "
-                    f"to continue it or choose another run directory",
-                    key="output.run_dir",
-                )
             # RNG states are CPU tensors whatever the device: load everything on the CPU;
             # load_state_dict copies weights and optimizer state onto the parameters' device.
-            state = load_checkpoint(ckpt_path, map_location="cpu")
-            if state.get("config_hash") != fingerprint:
+            state = self._resume_state(space, run_dir, resume)
+            try:
+                supernet.load_state_dict(state["supernet"])
+                w_opt.load_state_dict(state["w_opt"])
+                a_opt.load_state_dict(state["a_opt"])
+                sched.load_state_dict(state["sched"])
+            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
                 raise CheckpointError(
-                    f"{ckpt_path} was written by another configuration (hash "
-                    f"{state.get('config_hash')!r}, this run {fingerprint!r}); refusing to resume"
-                )
-            check_epochs(state, s.epochs, ckpt_path)
-            supernet.load_state_dict(state["supernet"])
-            w_opt.load_state_dict(state["w_opt"])
-            a_opt.load_state_dict(state["a_opt"])
-            sched.load_state_dict(state["sched"])
+                    f"{ckpt_path} does not fit this search's networks or optimisers "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); start a new "
+                    f"run directory"
+                ) from None
             set_rng_states(state, device)
             start_epoch, history = int(state["epoch"]), list(state["history"])
+            saved = state.get("optimiser") or s.optimiser_settings()
+            changed = {k: [saved.get(k), v] for k, v in s.optimiser_settings().items()}
+            changed = {k: pair for k, pair in changed.items() if pair[0] != pair[1]}
+            if changed:
+                apply_optimiser_settings(w_opt, a_opt, sched, s)
+                logger.warning("resumed with changed optimiser settings (old, new): %s", changed)
             logger.info("resumed DARTS from epoch %d of %d", start_epoch, s.epochs)
+        fingerprint = self.fingerprints(space)[0]
         weight_names = {id(p): n for n, p in supernet.named_parameters()}
         model = supernet
         if ctx.enabled:
@@ -154,10 +157,16 @@ class DartsStrategy(SearchStrategy):
                     if history
                     else "none: no epoch had finished"
                 )
+                where = f"is intact at {ckpt_path}" if history else "does not exist"
                 raise TrainingDivergedError(
-                    f"{exc}. Search stopped; the last good checkpoint ({last}) is intact at "
-                    f"{ckpt_path}. Lower the learning rates, then resume."
+                    f"DARTS training diverged: {exc}. Search stopped; the last good checkpoint "
+                    f"({last}) {where}. Lower "
+                    f"the learning rates (e.g. --set strategy.w_lr={s.w_lr / 10:g} --set "
+                    f"strategy.w_lr_min={s.w_lr_min / 10:g}), then run the same command with "
+                    f"--resume: a resume may change {', '.join(OPTIMISER_KEYS)}"
                 ) from None
+            if changed:  # the run's history says from which epoch on the new settings hold
+                record["optimiser_changed"], changed = changed, {}
             history.append(record)
             logger.info(
                 "darts epoch %d/%d: train loss %.4f acc %.3f, val acc %.3f",
@@ -181,10 +190,64 @@ class DartsStrategy(SearchStrategy):
                     "epochs": s.epochs,
                     "history": history,
                     "config_hash": fingerprint,
+                    "optimiser": s.optimiser_settings(),
                 },
             )
             write_json(run_dir / "alphas.json", history)
         return self._finish(space, supernet, history, run_dir, data, write=ctx.is_main)
+
+    def fingerprints(self, space: SearchSpace) -> tuple[str, str]:
+        """The hash a checkpoint of this search carries, and the one of convnas versions whose
+        hash also covered the optimiser settings (accepted on resume)."""
+        s = self.settings
+        parts = (
+            space.name,
+            space.settings(),
+            [d.candidates and [c.to_dict() for c in d.candidates] for d in space.decisions()],
+        )
+        return config_hash(*parts, s.resume_fingerprint()), config_hash(*parts, s.fingerprint())
+
+    def check_resume(self, space: SearchSpace, run_dir: pathlib.Path, *, resume: bool) -> None:
+        """Refuse, before anything is written, a search the run's checkpoint cannot take."""
+        ckpt_path = pathlib.Path(run_dir) / CHECKPOINT
+        if not ckpt_path.exists():
+            return
+        state = self._resume_state(space, pathlib.Path(run_dir), resume)
+        s = self.settings
+        try:  # the same loads as the search, into a supernet on the meta device (no memory)
+            with torch.device("meta"):
+                supernet = space.build_supernet("weighted")
+                w_opt = torch.optim.SGD(supernet.weight_parameters(), lr=s.w_lr, momentum=0.9)
+                a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=s.a_lr)
+            supernet.load_state_dict(state["supernet"])
+            w_opt.load_state_dict(state["w_opt"])
+            a_opt.load_state_dict(state["a_opt"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(
+                f"{ckpt_path} does not fit this search's networks or optimisers "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); start a new "
+                f"run directory"
+            ) from None
+
+    def _resume_state(self, space: SearchSpace, run_dir: pathlib.Path, resume: bool) -> dict:
+        ckpt_path = run_dir / CHECKPOINT
+        if not resume:
+            raise ConfigError(
+                f"{run_dir} already holds a DARTS checkpoint; pass resume=True (--resume) "
+                f"to continue it or choose another run directory",
+                key="output.run_dir",
+            )
+        state = load_checkpoint(ckpt_path, map_location="cpu")
+        current, legacy = self.fingerprints(space)
+        if state.get("config_hash") not in (current, legacy):
+            raise CheckpointError(
+                f"{ckpt_path} was written by another configuration (hash "
+                f"{state.get('config_hash')!r}, this run {current!r}); only "
+                f"{', '.join(OPTIMISER_KEYS)} may change on resume; restore the run's "
+                f"config.yaml or start a new run directory"
+            )
+        check_state(state, self.settings.epochs, ckpt_path)
+        return state
 
     def _epoch(self, epoch: int, data: Any, run: _Training) -> dict[str, Any]:
         """One epoch of alternating architecture and weight steps; returns its record."""
@@ -197,14 +260,14 @@ class DartsStrategy(SearchStrategy):
             data.train,
             s.batch_size,
             shuffle=True,
-            seed=s.seed * 100_003 + 2 * epoch,
+            seed=stream_seed(s.seed, s.seeds, "batches") * 100_003 + 2 * epoch,
             drop_last=True,
         )
         val_loader = make_loader(
             data.val,
             s.batch_size,
             shuffle=True,
-            seed=s.seed * 100_003 + 2 * epoch + 1,
+            seed=stream_seed(s.seed, s.seeds, "batches") * 100_003 + 2 * epoch + 1,
             drop_last=True,
         )
         if len(train_loader) == 0 or len(val_loader) == 0:
@@ -221,6 +284,7 @@ class DartsStrategy(SearchStrategy):
         val_iter = _cycle(val_loader)
         supernet.train()
         seen, correct, loss_sum = 0, 0, 0.0
+        first_loss: float | None = None
         bar = progress(
             train_loader,
             enabled=s.progress,
@@ -238,7 +302,9 @@ class DartsStrategy(SearchStrategy):
                 )
             logits = model(x)
             loss = F.cross_entropy(logits, y)
-            check_finite(loss, f"DARTS weight step (epoch {epoch + 1}, step {step + 1})")
+            where = f"DARTS weight step (epoch {epoch + 1}, step {step + 1})"
+            check_finite(loss, where)
+            first_loss = _check_growth(float(loss.detach()), first_loss, where)
             w_opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(), s.grad_clip)
@@ -323,6 +389,7 @@ class DartsStrategy(SearchStrategy):
             strategy=self.name,
             metrics=metrics,
             dataset=getattr(data, "name", None),
+            data=dict(getattr(data, "settings", None) or {}),
             settings=self.settings.fingerprint(),
         )
         if write:
@@ -340,6 +407,22 @@ class DartsStrategy(SearchStrategy):
 def _measure_costs(arch, space, batch_size: int) -> dict[str, float]:
     costs = measure(build_model(arch), space.input_shape, batch_size=batch_size)
     return objective_values(costs)
+
+
+# A loss this many times its value at the epoch's first step has diverged, finite or not
+# (w_lr: 1e6 gives losses of 1e20 that never become NaN).
+GROWTH_LIMIT = 1e3
+
+
+def _check_growth(loss: float, first: float | None, where: str) -> float:
+    if first is None:
+        return loss
+    if loss > GROWTH_LIMIT * max(first, 1.0):
+        raise TrainingDivergedError(
+            f"{where}: the loss grew from {first:.4g} to {loss:.4g} (more than "
+            f"{GROWTH_LIMIT:g} times)"
+        )
+    return first
 
 
 def _cycle(loader):
