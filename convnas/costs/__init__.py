@@ -12,6 +12,7 @@ from convnas.costs.objectives import (
     cost_field,
     objective_values,
 )
+from convnas.costs.saved_tensors import SavedTensorMeter
 
 __all__ = [
     "COST_OBJECTIVES",
@@ -22,6 +23,7 @@ __all__ = [
     "CandidateSpec",
     "CostTable",
     "Costs",
+    "SavedTensorMeter",
     "cost_field",
     "cost_of_candidate",
     "measure",

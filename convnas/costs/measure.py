@@ -10,10 +10,13 @@ What the training-memory model includes (``train_memory_bytes``, exact by constr
 - gradients: one per trainable parameter;
 - optimizer state: ``sgd`` none, ``sgd_momentum`` one buffer per trainable parameter, ``adam`` /
   ``adamw`` two (the scalar ``step`` counters are left out);
-- activations: the tensors autograd saves for backward, each storage once (views share storage),
-  leaving out parameters and buffers. This includes the input batch when a layer saves it, and
-  kernels composed from parameters on every forward (DO-Conv, CSG): they are saved by the conv
-  that uses them, so they count once per layer, independent of the batch size.
+- activations: the most bytes of tensors that autograd holds for backward at once, each storage
+  once (views share storage), leaving out parameters and buffers. This includes the input batch
+  when a layer saves it, and kernels composed from parameters on every forward (DO-Conv, CSG):
+  they are saved by the conv that uses them, so they count once per layer, independent of the
+  batch size. For a plain network this is what the forward pass saved; for a supernet in
+  recompute mode it is the decisions' inputs plus the largest candidate graph rebuilt during
+  backward (graphs built in backward are counted as they are held).
 
 ``peak_memory_bytes`` replays the allocator at tensor granularity instead: the bytes of every live
 storage at every op of the forward and backward pass (gradients appear as they are computed,
@@ -39,6 +42,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from convnas.costs.mac_counter import CostMode, MemoryTracker
+from convnas.costs.saved_tensors import SavedTensorMeter
 from convnas.errors import ConfigError, ConvNASError
 from convnas.folding import fold, is_foldable
 from convnas.operators.context import SharedModules
@@ -277,23 +281,16 @@ def measure(
 
     tracker = MemoryTracker()
     tracker.add(state)
-    module_keys = {tracker.key(t) for t in state}
     x = torch.empty((batch_size, *shape), device="meta", dtype=dtype)
     x.requires_grad_(input_requires_grad)
     tracker.add([x])
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        key = tracker.key(t)
-        if key not in module_keys:
-            saved.setdefault(key, t.untyped_storage().nbytes())
-        return t
+    meter = SavedTensorMeter(state)
 
     mode = CostMode([x], tracker)
     try:
-        with torch.enable_grad(), mode:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = meta_model(x)
+        # The meter stays on during backward: graphs rebuilt there (recompute mode) count.
+        with torch.enable_grad(), mode, meter:
+            out = meta_model(x)
             mode.phase = "backward"
             outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
             outs = [t for t in outs if t.requires_grad]
@@ -319,7 +316,7 @@ def measure(
     peak = max(tracker.peak + optimizer_bytes, step_peak)
 
     weight_bytes = _nbytes(state)
-    activation_bytes = sum(saved.values())
+    activation_bytes = meter.peak
     n_params = sum(p.numel() for p in trainable)
     n_frozen = sum(p.numel() for p in meta_params) - n_params
     deploy = _deploy_params(model, meta_model)

@@ -28,10 +28,45 @@ from convnas.layers.padding import pair, same_padding
 from convnas.operators.context import BuildContext, attach_shared
 from convnas.operators.operator_registry import register_operator
 
-__all__ = ["MODES", "CSGConv2d", "SliceGenerator", "generator_key"]
+__all__ = [
+    "GENERATOR_SIZES",
+    "MODES",
+    "CSGConv2d",
+    "SliceGenerator",
+    "generator_for",
+    "generator_key",
+]
 
 MODES = ("trainable", "binary", "frozen")
 _PAPER = "Omidvar et al., Associative Convolutional Layers, AISTATS 2021"
+
+#: Generator settings from the largest down: the paper's two (``[16,16,3,3]``-128 for
+#: ResNet-56, ``[12,12,3,3]``-72 of its CIFAR files), then smaller slices at the same
+#: n_c ~ P/18 rule, for smaller networks.
+GENERATOR_SIZES: tuple[tuple[tuple[int, int, int, int], int], ...] = (
+    ((16, 16, 3, 3), 128),
+    ((12, 12, 3, 3), 72),
+    ((8, 8, 3, 3), 32),
+    ((4, 4, 3, 3), 8),
+)
+#: The generator's share of the compressible 3x3 weights the paper accepts for ResNet-56
+#: (294,912 of 847,872 = 0.348).
+GENERATOR_SHARE = 0.35
+
+
+def generator_for(conv_weights: int) -> tuple[tuple[int, int, int, int], int]:
+    """``(slice_shape, code_size)`` of a generator sized for a network whose compressible
+    3x3 convs hold ``conv_weights`` weights: the largest of :data:`GENERATOR_SIZES` whose
+    ``P * n_c`` is at most :data:`GENERATOR_SHARE` of them (ResNet-56 gets the paper's
+    ``[16,16,3,3]``-128; a ResNet-8 of widths 16/32/64 gets ``[8,8,3,3]``-32), else the smallest.
+
+    The codes then add about 1/18 of the weights (n_c ~ P/18), so the whole CSG network has
+    fewer parameters than the plain one whenever the generator's share is below ~0.94.
+    """
+    for shape, code_size in GENERATOR_SIZES:
+        if math.prod(shape) * code_size <= GENERATOR_SHARE * conv_weights:
+            return shape, code_size
+    return GENERATOR_SIZES[-1]
 
 
 def _slice_shape(value: Any) -> tuple[int, int, int, int]:

@@ -76,6 +76,7 @@ class ResNetSpaceConfig(_Strict):
     width_multiplier: float = Field(1.0, gt=0)
     shortcut: Literal["A", "B"] = "A"
     granularity: Literal["layer", "block", "network"] = "layer"
+    memory: Literal["plain", "recompute"] = "plain"
 
 
 class DartsSpaceConfig(_Strict):
@@ -89,6 +90,8 @@ class DartsSpaceConfig(_Strict):
     multiplier: int = Field(4, ge=1)
     stem_multiplier: int = Field(3, ge=1)
     affine: bool = False
+    memory: Literal["plain", "recompute"] = "plain"
+    partial_channels: int = Field(1, ge=1)
 
 
 SpaceConfig = Annotated[ResNetSpaceConfig | DartsSpaceConfig, Field(discriminator="kind")]
@@ -130,7 +133,7 @@ else:
     EvaluatorConfig = Annotated[
         SupernetEvaluatorConfig | TrainEvaluatorConfig, Field(discriminator="kind")
     ]
-_GLOBAL = ("seed", "device", "progress", "worker_index")
+_GLOBAL = ("seed", "seeds", "device", "progress", "worker_index")
 DartsStrategyConfig = _model_from_dataclass(
     "DartsStrategyConfig", DartsSettings, kind="darts", skip=_GLOBAL
 )
@@ -159,6 +162,21 @@ else:
     ]
 
 
+_SEED = Field(None, ge=0, lt=2**63)
+
+
+class SeedsConfig(_Strict):
+    """Per-stream seeds; each unset one is the run's ``seed`` (see convnas.seeding.STREAMS)."""
+
+    data: int | None = _SEED  # the train/validation split and augmentation
+    init: int | None = _SEED  # the weights' initial values
+    batches: int | None = _SEED  # the batch order and supernet path draws
+    sampler: int | None = _SEED  # the search's proposals
+
+    def overrides(self) -> dict[str, int]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class OutputConfig(_Strict):
     root: str = "runs"
     progress: bool = True
@@ -168,8 +186,9 @@ class OutputConfig(_Strict):
 class Config(_Strict):
     """A whole search: what to search, on what data, how, and where to write."""
 
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = 0
+    seeds: SeedsConfig = SeedsConfig()
     device: str = "auto"
     data: DataConfig = DataConfig()
     space: SpaceConfig = ResNetSpaceConfig()
@@ -185,7 +204,12 @@ class Config(_Strict):
     def strategy_settings(self) -> dict[str, Any]:
         """Keyword arguments of the strategy constructor."""
         settings = self.strategy.model_dump(exclude={"kind"})
-        settings.update(seed=self.seed, device=self.device, progress=self.output.progress)
+        settings.update(
+            seed=self.seed,
+            seeds=self.seeds.overrides(),
+            device=self.device,
+            progress=self.output.progress,
+        )
         if self.strategy.kind in ("optuna", "random"):
             evaluator = settings.pop("evaluator")
             settings["evaluator"] = evaluator.pop("kind")

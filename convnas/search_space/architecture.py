@@ -159,6 +159,19 @@ class Architecture:
             and self.choices == other.choices
         )
 
+    def network_id(self) -> str:
+        """A short hash of the network (space, settings, choices; metadata ignored): equal
+        for two architectures exactly when :meth:`same_network` holds."""
+        import hashlib
+        import json
+
+        text = json.dumps(
+            [self.space, thaw(self.settings), [c.to_dict() for c in self.choices]],
+            sort_keys=True,
+            default=repr,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def with_metadata(self, **metadata: Any) -> Architecture:
         merged = {**thaw(self.metadata), **metadata}
         return replace(self, metadata=merged)

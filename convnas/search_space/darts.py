@@ -4,6 +4,11 @@ Two input nodes, ``steps`` (4) intermediate nodes, 14 mixed edges per cell; norm
 one set of logits and reduction cells another. Candidates are the DARTS primitives plus any
 registered conv operator wrapped ReLU-op-BN. Derivation keeps, for every node, the two incoming
 edges whose strongest non-``none`` candidate is strongest, with that candidate as the operation.
+
+Supernet memory: ``memory="recompute"`` recomputes the candidates in backward (see
+:mod:`convnas.search_space.recompute`); ``partial_channels=K`` sends ``C // K`` channels of every
+edge through the MixedOp, with edge normalisation (PC-DARTS, see
+:mod:`convnas.search_space.partial_channels`). Neither changes the discrete models.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from convnas.errors import ArchitectureError, ConfigError
+from convnas.errors import ArchitectureError, ConfigError, OperatorArgumentError
 from convnas.models.darts_network import CellNetwork, edge_name, edges_of_cell
 from convnas.operators import BuildContext
 from convnas.operators.darts_edge import DARTS_PRIMITIVES, darts_edge_op
 from convnas.search_space.architecture import Architecture, Choice
+from convnas.search_space.partial_channels import PartialEdge, partial_width
+from convnas.search_space.recompute import check_memory
 from convnas.search_space.space import (
     Candidate,
     Decision,
@@ -29,6 +36,7 @@ from convnas.search_space.space import (
     candidate_fits,
     parse_candidates,
     register_space,
+    size_shared_generators,
 )
 from convnas.search_space.supernet import ArchState, MixedOp, Supernet
 
@@ -52,6 +60,9 @@ class DartsSpace(SearchSpace):
         input_shape: ``(channels, height, width)`` of the input images.
         affine: BN affine inside the supernet's edges (DARTS: False); discrete models always
             use affine BN.
+        memory: the supernet's memory mode, "plain" or "recompute".
+        partial_channels: K of PC-DARTS (1: off); only ``C // K`` channels of every supernet
+            edge go through its MixedOp.
     """
 
     name = "darts"
@@ -68,6 +79,8 @@ class DartsSpace(SearchSpace):
         num_classes: int = 10,
         input_shape: Sequence[int] = (3, 32, 32),
         affine: bool = False,
+        memory: str = "plain",
+        partial_channels: int = 1,
     ) -> None:
         for key, value, low in (
             ("channels", channels, 2),
@@ -76,6 +89,7 @@ class DartsSpace(SearchSpace):
             ("multiplier", multiplier, 1),
             ("stem_multiplier", stem_multiplier, 1),
             ("num_classes", num_classes, 2),
+            ("partial_channels", partial_channels, 1),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"must be an int >= {low}, but got {value!r}", key=key)
@@ -86,9 +100,13 @@ class DartsSpace(SearchSpace):
         self.channels, self.layers, self.steps = channels, layers, steps
         self.multiplier, self.stem_multiplier = multiplier, stem_multiplier
         self.num_classes, self.affine = num_classes, bool(affine)
+        self.memory, self.partial_channels = check_memory(memory), partial_channels
+        partial_width(channels, partial_channels)
         self._input_shape = tuple(int(v) for v in input_shape)
-        self.candidates: tuple[Candidate, ...] = (
-            parse_candidates(candidates) if candidates is not None else ()
+        # A derived cell keeps 2 inputs per intermediate node: 2 * steps C x C edges.
+        self.candidates: tuple[Candidate, ...] = size_shared_generators(
+            parse_candidates(candidates) if candidates is not None else (),
+            sum(2 * steps * c * c * 9 for _, c, _ in self._cell_plan()),
         )
         self._decisions: list[Decision] | None = None
 
@@ -106,7 +124,7 @@ class DartsSpace(SearchSpace):
             "num_classes": self.num_classes,
             "input_shape": list(self._input_shape),
             "affine": self.affine,
-        }
+        } | ({"partial_channels": self.partial_channels} if self.partial_channels > 1 else {})
 
     def _cell_plan(self) -> list[tuple[bool, int, tuple[int, int]]]:
         """``(reduction, channels, input_hw)`` of every cell."""
@@ -169,28 +187,61 @@ class DartsSpace(SearchSpace):
         )
 
     def build_supernet(
-        self, mode: str = "weighted", *, generator: torch.Generator | None = None
+        self,
+        mode: str = "weighted",
+        *,
+        generator: torch.Generator | None = None,
+        memory: str | None = None,
+        partial_channels: int | None = None,
     ) -> Supernet:
+        """The supernet; ``memory`` and ``partial_channels`` default to the space's settings."""
         if not self.candidates:
             raise ConfigError("a supernet needs candidates", key="candidates")
+        memory = check_memory(self.memory if memory is None else memory)
+        k = self.partial_channels if partial_channels is None else partial_channels
+        partial_width(self.channels, k)
         decisions = {d.name: d for d in self.decisions() if d.sites}
-        state = ArchState(list(decisions.values()), mode, generator=generator)
+        state = ArchState(list(decisions.values()), mode, generator=generator, memory=memory)
+        if k > 1:
+            groups = {name.split("<-")[0]: 0 for name in decisions}
+            for name in decisions:
+                groups[name.split("<-")[0]] += 1
+            state.add_edge_logits(groups, generator=generator)
         context = BuildContext()
 
+        def edge_ops(name: str, c: int, stride: int) -> list[nn.Module]:
+            ops = []
+            for cand in decisions[name].candidates:
+                try:
+                    op = darts_edge_op(
+                        cand.op,
+                        cand.hparams,
+                        c // k,
+                        stride,
+                        affine=self.affine,
+                        search=True,
+                        context=context,
+                    )
+                except OperatorArgumentError as exc:
+                    if k == 1:
+                        raise
+                    raise ConfigError(
+                        f"operator {cand.op!r} cannot run on the {c // k} of {c} channels that "
+                        f"partial_channels={k} leaves edge {name!r} ({exc}); choose a smaller "
+                        f"partial_channels or drop {cand.op!r} from the candidates",
+                        key="partial_channels",
+                    ) from None
+                ops.append(op)
+            return ops
+
         def factory(name: str, c: int, stride: int, index: int, reduction: bool) -> nn.Module:
-            ops = [
-                darts_edge_op(
-                    cand.op,
-                    cand.hparams,
-                    c,
-                    stride,
-                    affine=self.affine,
-                    search=True,
-                    context=context,
-                )
-                for cand in decisions[name].candidates
-            ]
-            return MixedOp(ops, name, state)
+            if k == 1:
+                return MixedOp(edge_ops(name, c, stride), name, state)
+            mixed = MixedOp(edge_ops(name, c, stride), name, state)
+            group, src = name.split("<-")
+            return PartialEdge(
+                mixed, channels=c, k=k, stride=stride, group=group, index=int(src), state=state
+            )
 
         return Supernet(self, self._network(factory, self.affine, context), state)
 
@@ -241,6 +292,11 @@ class DartsSpace(SearchSpace):
 
     def derive(self, supernet: Supernet) -> Architecture:
         probs = supernet.probabilities()
+        for name in probs:  # PC-DARTS: edges are ranked by beta-weighted probabilities
+            group, source = name.split("<-")
+            if group in supernet.arch.betas:
+                beta = torch.softmax(supernet.arch.betas[group].detach(), dim=-1)[int(source)]
+                probs[name] = [p * float(beta) for p in probs[name]]
         offered = {d.name: d.candidates for d in self.decisions()}
         choices: list[Choice] = []
         for kind in ("normal", "reduce"):

@@ -18,6 +18,7 @@ from convnas.errors import ConfigError
 from convnas.models import CifarResNet, resnet_layout
 from convnas.operators import BuildContext, create_operator
 from convnas.search_space.architecture import Architecture
+from convnas.search_space.recompute import check_memory
 from convnas.search_space.space import (
     Candidate,
     Decision,
@@ -26,6 +27,7 @@ from convnas.search_space.space import (
     candidate_fits,
     parse_candidates,
     register_space,
+    size_shared_generators,
 )
 from convnas.search_space.supernet import ArchState, MixedOp, Supernet
 
@@ -50,6 +52,7 @@ class ResNetSpace(SearchSpace):
         input_shape: ``(channels, height, width)`` of the input images.
         granularity: "layer" (one decision per conv), "block" (one per basic block) or
             "network" (one operator for the whole network, as in the papers' comparisons).
+        memory: the supernet's memory mode, "plain" or "recompute" (no effect on models).
     """
 
     name = "resnet"
@@ -65,6 +68,7 @@ class ResNetSpace(SearchSpace):
         num_classes: int = 10,
         input_shape: Sequence[int] = (3, 32, 32),
         granularity: str = "layer",
+        memory: str = "plain",
     ) -> None:
         if granularity not in ("layer", "block", "network"):
             raise ConfigError(
@@ -82,9 +86,11 @@ class ResNetSpace(SearchSpace):
         self.depth, self.widths = depth, tuple(int(w) for w in widths)
         self.width_multiplier, self.shortcut = float(width_multiplier), shortcut
         self.num_classes, self.granularity = int(num_classes), granularity
+        self.memory = check_memory(memory)
         self._input_shape = tuple(int(v) for v in input_shape)
-        self.candidates: tuple[Candidate, ...] = (
-            parse_candidates(candidates) if candidates is not None else ()
+        self.candidates: tuple[Candidate, ...] = size_shared_generators(
+            parse_candidates(candidates) if candidates is not None else (),
+            sum(cin * cout * 9 for cin, cout, _ in self._layout),
         )
         self._decisions: list[Decision] | None = None
 
@@ -153,12 +159,17 @@ class ResNetSpace(SearchSpace):
         )
 
     def build_supernet(
-        self, mode: str = "weighted", *, generator: torch.Generator | None = None
+        self,
+        mode: str = "weighted",
+        *,
+        generator: torch.Generator | None = None,
+        memory: str | None = None,
     ) -> Supernet:
         if not self.candidates:
             raise ConfigError("a supernet needs candidates", key="candidates")
+        memory = check_memory(self.memory if memory is None else memory)
         decisions = {d.name: d for d in self.decisions()}
-        state = ArchState(list(decisions.values()), mode, generator=generator)
+        state = ArchState(list(decisions.values()), mode, generator=generator, memory=memory)
 
         def factory(pos: int, cin: int, cout: int, stride: int, ctx: BuildContext) -> nn.Module:
             decision = decisions[self.decision_of_position(pos)]

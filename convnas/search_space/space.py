@@ -70,6 +70,29 @@ class Candidate:
         return {"op": self.op, "hparams": thaw(self.hparams)} if self.hparams else {"op": self.op}
 
 
+def size_shared_generators(
+    candidates: Sequence[Candidate], conv_weights: int
+) -> tuple[Candidate, ...]:
+    """Give every CSG candidate that leaves its generator unset one sized for the network.
+
+    ``conv_weights``: the 3x3 weights of the space's plain network at its conv positions.
+    The paper sizes its generator for ResNet-56; the operator's default (``[16,16,3,3]``-128,
+    294,912 parameters) would make a small network's CSG variant heavier than the plain one.
+    The size chosen is written into the candidate, so architecture files record it.
+    """
+    from convnas.operators.csg import generator_for
+
+    out = []
+    for cand in candidates:
+        if cand.op == "csg_conv_3x3" and not {"slice_shape", "code_size"} & set(cand.hparams):
+            shape, code_size = generator_for(conv_weights)
+            cand = Candidate(
+                cand.op, {**cand.hparams, "slice_shape": list(shape), "code_size": code_size}
+            )
+        out.append(cand)
+    return tuple(out)
+
+
 def parse_candidates(specs: Sequence[Any], *, key: str = "candidates") -> tuple[Candidate, ...]:
     """Parse a candidate list: names, ``{op: name, hparams: {...}}`` mappings or Candidates.
 
@@ -180,10 +203,15 @@ class SearchSpace(abc.ABC):
 
     @abc.abstractmethod
     def build_supernet(
-        self, mode: str = "weighted", *, generator: torch.Generator | None = None
+        self,
+        mode: str = "weighted",
+        *,
+        generator: torch.Generator | None = None,
+        memory: str | None = None,
     ) -> Supernet:
         """A network holding every candidate at every decision; ``generator`` draws the
-        initial architecture logits."""
+        initial architecture logits; ``memory`` ("plain" or "recompute", default: the space's
+        ``memory`` setting) is the memory mode of its weighted and Gumbel MixedOps."""
 
     @abc.abstractmethod
     def build_model(self, arch: Architecture) -> nn.Module:

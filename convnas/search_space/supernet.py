@@ -9,6 +9,12 @@ Architecture logits are ``nn.Parameter``s on the supernet (one vector per decisi
 - ``single_path``: the candidate of the path last drawn by :meth:`Supernet.sample_path`
   (uniform sampling for one-shot training);
 - ``fixed``: the candidate set by :meth:`Supernet.set_path`.
+
+Memory modes (:data:`MEMORY_MODES`, independent of the above): ``plain`` keeps every candidate's
+activations for backward; ``recompute`` keeps only each decision's input and recomputes the
+candidates one by one in backward (``weighted`` and ``gumbel``; same gradients, see
+:mod:`convnas.search_space.recompute`). Edge logits (``ArchState.betas``, one vector per group of
+decisions, e.g. the incoming edges of a PC-DARTS node) are architecture parameters too.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from torch import nn
 
 from convnas.errors import ArchitectureError, ConfigError
 from convnas.operators import attach_shared
+from convnas.search_space.recompute import MEMORY_MODES, check_memory, recompute_weighted_sum
 
 if TYPE_CHECKING:
     from convnas.search_space.architecture import Architecture
     from convnas.search_space.space import Decision, SearchSpace
 
-__all__ = ["MODES", "ArchState", "MixedOp", "Supernet"]
+__all__ = ["MEMORY_MODES", "MODES", "ArchState", "MixedOp", "Supernet"]
 
 MODES = ("weighted", "gumbel", "single_path", "fixed")
 
@@ -36,7 +43,7 @@ class ArchState(nn.Module):
     """Architecture logits (one Parameter per decision) and the sampling state.
 
     The logits start at ``1e-3 * N(0, 1)`` drawn from ``generator`` (default: seed 0), never
-    from the global RNG.
+    from the global RNG. ``memory`` is the memory mode of the weighted and Gumbel MixedOps.
     """
 
     def __init__(
@@ -45,6 +52,7 @@ class ArchState(nn.Module):
         mode: str = "weighted",
         *,
         generator: torch.Generator | None = None,
+        memory: str = "plain",
     ) -> None:
         super().__init__()
         self.decision_names = [d.name for d in decisions]
@@ -56,6 +64,8 @@ class ArchState(nn.Module):
             }
         )
         self.num_candidates = {d.name: len(d.candidates) for d in decisions}
+        self.betas = nn.ParameterDict()
+        self.memory = check_memory(memory)
         self.mode = "weighted"
         self.tau = 1.0
         self.active: dict[str, int] = {}
@@ -70,8 +80,18 @@ class ArchState(nn.Module):
             self.tau = float(tau)
         self.mode = mode
 
+    def add_edge_logits(
+        self, groups: Mapping[str, int], *, generator: torch.Generator | None = None
+    ) -> None:
+        """Add one logit vector per group (``name -> size``), ``1e-3 * N(0, 1)`` from
+        ``generator`` (default: seed 1)."""
+        generator = generator if generator is not None else torch.Generator().manual_seed(1)
+        for name, size in groups.items():
+            self.betas[name] = nn.Parameter(1e-3 * torch.randn(size, generator=generator))
+
     def extra_repr(self) -> str:
-        return f"decisions={len(self.decision_names)}, mode={self.mode!r}"
+        extra = "" if self.memory == "plain" else f", memory={self.memory!r}"
+        return f"decisions={len(self.decision_names)}, mode={self.mode!r}{extra}"
 
 
 class MixedOp(nn.Module):
@@ -88,15 +108,25 @@ class MixedOp(nn.Module):
     def extra_repr(self) -> str:
         return f"decision={self.decision!r}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """The mode's combination of the candidates on ``x``; ``scale`` multiplies the
+        candidate weights (the edge weight of partial channel connections)."""
         state: ArchState = self._state
         mode = state.mode
         if mode == "weighted":
             weights = F.softmax(state.alphas[self.decision], dim=-1)
+            if scale is not None:
+                weights = weights * scale
+            if state.memory == "recompute":
+                return recompute_weighted_sum(x, weights, self.ops)
             return sum(w * op(x) for w, op in zip(weights, self.ops, strict=True))
         if mode == "gumbel":
             weights = F.gumbel_softmax(state.alphas[self.decision], tau=state.tau, hard=True)
+            if scale is not None:
+                weights = weights * scale
             k = int(weights.argmax())
+            if state.memory == "recompute":
+                return recompute_weighted_sum(x, weights[k : k + 1], [self.ops[k]])
             return weights[k] * self.ops[k](x)
         if self.decision not in state.active:
             raise ArchitectureError(
@@ -132,14 +162,23 @@ class Supernet(nn.Module):
     def mode(self) -> str:
         return self.arch.mode
 
+    @property
+    def memory(self) -> str:
+        """The memory mode: "plain" or "recompute"."""
+        return self.arch.memory
+
+    def set_memory(self, memory: str) -> None:
+        self.arch.memory = check_memory(memory)
+
     def set_mode(self, mode: str, *, tau: float | None = None) -> None:
         self.arch.set_mode(mode, tau=tau)
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.arch.alphas[n] for n in self.arch.decision_names]
+        return [p for _, p in self.named_arch_parameters()]
 
     def named_arch_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(f"arch.alphas.{n}", self.arch.alphas[n]) for n in self.arch.decision_names]
+        alphas = [(f"arch.alphas.{n}", self.arch.alphas[n]) for n in self.arch.decision_names]
+        return alphas + [(f"arch.betas.{n}", p) for n, p in self.arch.betas.items()]
 
     def weight_parameters(self) -> list[nn.Parameter]:
         arch_ids = {id(p) for p in self.arch_parameters()}
