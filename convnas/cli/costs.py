@@ -25,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an architecture file (.yaml/.yml/.json) or a CIFAR ResNet spec "
         "'resnetN[:op[:key=value...]]', e.g. resnet56:c2sp or resnet20:csg_conv_3x3:code_size=72",
     )
-    parser.add_argument("--input", default="3x32x32", help="one sample's shape, CxHxW")
+    parser.add_argument(
+        "--input",
+        default=None,
+        help="one sample's shape, CxHxW, or HxW with the architecture file's channels "
+        "(default: the architecture file's input_shape; 3x32x32 for a ResNet spec)",
+    )
     parser.add_argument("--batch", type=int, default=128, help="batch size of the memory figures")
     parser.add_argument(
         "--optimizer",
@@ -48,6 +53,22 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
         shape = ()
     if not shape or any(s < 1 for s in shape):
         raise ConfigError(f"--input must look like 3x32x32 (positive ints), but got {text!r}")
+    return shape
+
+
+def resolve_input_shape(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape ``--input`` names: ``default`` when None, CxHxW as given, and HxW with the
+    channels of ``default`` (the architecture file's or CIFAR's)."""
+    if text is None:
+        return default
+    shape = parse_input_shape(text)
+    if len(shape) == 2:
+        return (default[0], *shape)
+    if len(shape) != 3:
+        raise ConfigError(
+            f"--input must be CxHxW (e.g. {'x'.join(map(str, default))}) or HxW, but got "
+            f"{text!r} ({len(shape)} number(s))"
+        )
     return shape
 
 
@@ -77,6 +98,25 @@ def parse_spec(spec: str) -> tuple[int, str, dict[str, Any]]:
 
 def build_from_argument(args: argparse.Namespace) -> Any:
     """The model named by ``args.model``: an architecture file or a CIFAR ResNet spec."""
+    return build_with_input_shape(args)[0]
+
+
+def _file_input_shape(arch: Any, path: pathlib.Path) -> tuple[int, ...]:
+    shape = arch.settings.get("input_shape")
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or any(s < 1 for s in shape):
+        raise ConfigError(
+            f"architecture file {str(path)!r} has no settings.input_shape [C, H, W] (got "
+            f"{arch.settings.get('input_shape')!r}); pass --input CxHxW"
+        )
+    return shape
+
+
+def build_with_input_shape(args: argparse.Namespace) -> tuple[Any, tuple[int, ...]]:
+    """The model named by ``args.model`` and the input shape to measure it with (see --input)."""
     path = pathlib.Path(args.model)
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         if not path.is_file():
@@ -88,11 +128,14 @@ def build_from_argument(args: argparse.Namespace) -> Any:
                 f"architecture files need convnas.search_space.architecture, which is not "
                 f"available ({exc})"
             ) from exc
-        return build_model(load_architecture(path))
+        arch = load_architecture(path)
+        shape = resolve_input_shape(args.input, _file_input_shape(arch, path))
+        return build_model(arch), shape
     from convnas.models import cifar_resnet
 
     depth, op, op_args = parse_spec(args.model)
-    return cifar_resnet(
+    shape = resolve_input_shape(args.input, (3, 32, 32))
+    model = cifar_resnet(
         depth,
         op,
         shortcut=args.shortcut,
@@ -100,6 +143,7 @@ def build_from_argument(args: argparse.Namespace) -> Any:
         num_classes=args.num_classes,
         op_args=op_args,
     )
+    return model, shape
 
 
 def _si(value: float) -> str:
@@ -144,10 +188,10 @@ def run(args: argparse.Namespace) -> int:
 
     from convnas.costs.measure import measure
 
-    model = build_from_argument(args)
+    model, shape = build_with_input_shape(args)
     costs = measure(
         model,
-        parse_input_shape(args.input),
+        shape,
         batch_size=args.batch,
         optimizer=args.optimizer,
         dtype=getattr(torch, args.dtype),

@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 
 from convnas.io import atomic_write_text
 from convnas.report.data import ReportData, build_report_data
+from convnas.report.ranking import ranking_png
 from convnas.report.tables import Table
 
 __all__ = ["figures", "render_html", "render_report", "write_report"]
 
 T = TypeVar("T")
-PARETO, OTHER, FRONT = "#d62728", "#9aa5b1", "#1f77b4"
+PARETO, OTHER, FRONT, INFEASIBLE = "#d62728", "#9aa5b1", "#1f77b4", "#ff7f0e"
+WARNING_ROW = ' class="warning"'
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1200px;
@@ -34,6 +36,9 @@ th.asc:after{content:" \\25B2"}th.desc:after{content:" \\25BC"}
 td.text{text-align:left;white-space:normal;max-width:420px}
 table.summary td{text-align:left}table.summary td:first-child{font-weight:600}
 tr.pareto td{background:#fff4f4}
+tr.warning td{background:#fff3cd;color:#6b4e00;font-weight:600}
+.alert{background:#fff3cd;color:#6b4e00;padding:.4em .7em;border-left:4px solid #e0a800}
+pre.genotype{background:#f6f8fa;padding:.6em;white-space:pre-wrap;word-break:break-word}
 img{max-width:100%;border:1px solid #eef1f5;margin:.5em 0}
 .note{color:#5b6b7c;font-style:italic}
 """
@@ -92,7 +97,7 @@ def _pareto_png(data: ReportData) -> bytes:
     fig = _figure(4.6 * min(len(plots), 3), 3.8 * math.ceil(len(plots) / 3))
     axes = fig.subplots(math.ceil(len(plots) / 3), min(len(plots), 3), squeeze=False).ravel()
     for ax, plot in zip(axes, plots, strict=False):
-        rest = [p for p in plot.points if not p.pareto]
+        rest = [p for p in plot.points if not p.pareto and p.feasible]
         best = [p for p in plot.points if p.pareto]
         ax.scatter([p.x for p in rest], [p.y for p in rest], c=OTHER, s=18, label="other trials")
         ax.scatter(
@@ -110,10 +115,12 @@ def _pareto_png(data: ReportData) -> bytes:
             lw=1.2,
             label=f"2-D front ({plot.x_metric})",
         )
-        for p in best:
-            ax.annotate(
-                str(p.trial), (p.x, p.y), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
+        for p in plot.points:
+            if p.label and p.feasible:
+                ax.annotate(
+                    p.label, (p.x, p.y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+        _infeasible(ax, [p for p in plot.points if not p.feasible])
         ax.set_xlabel(plot.x_label)
         ax.set_ylabel(plot.y_label)
         ax.xaxis.set_major_formatter(FuncFormatter(_si))
@@ -122,6 +129,35 @@ def _pareto_png(data: ReportData) -> bytes:
     for ax in axes[len(plots) :]:
         ax.set_visible(False)
     return _png(fig)
+
+
+def _infeasible(ax: Any, points: list[Any]) -> None:
+    """Infeasible trials: crosses at their cost, on the bottom edge when never trained."""
+    if not points:
+        return
+    from matplotlib.transforms import blended_transform_factory
+
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+    measured = [p for p in points if math.isfinite(p.y)]
+    unmeasured = [p for p in points if not math.isfinite(p.y)]
+    style = {"c": INFEASIBLE, "marker": "x", "s": 28}
+    if measured:
+        ax.scatter([p.x for p in measured], [p.y for p in measured], **style)
+    if unmeasured:
+        ax.scatter([p.x for p in unmeasured], [0.03] * len(unmeasured), transform=edge, **style)
+    ax.scatter([], [], label="infeasible (constraint violated, not trained)", **style)
+    for p in points:
+        y, transform = (p.y, ax.transData) if math.isfinite(p.y) else (0.03, edge)
+        if p.label:
+            ax.annotate(
+                p.label,
+                (p.x, y),
+                xycoords=transform,
+                fontsize=7,
+                color=INFEASIBLE,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
 
 
 def _matrix_png(data: ReportData) -> bytes:
@@ -180,17 +216,28 @@ def _usage_png(data: ReportData) -> bytes:
     return _png(fig)
 
 
+def candidate_colors(data: ReportData) -> dict[str, Any]:
+    """One colour per candidate name, the same in every subplot (tab10, tab20 beyond 10)."""
+    from matplotlib import colormaps
+
+    names = list(dict.fromkeys(c for s in data.alphas for c in s.candidates))
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
 def _alphas_png(data: ReportData) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
     series = data.alphas
+    colors = candidate_colors(data)
     cols = min(4, len(series))
     rows = math.ceil(len(series) / cols)
     fig = _figure(3.2 * cols, 2.3 * rows + 0.6)
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True).ravel()
     for ax, s in zip(axes, series, strict=False):
         for name, probs in zip(s.candidates, s.probabilities, strict=True):
-            ax.plot(s.epochs, probs, marker="o", ms=2, label=name)
+            ax.plot(s.epochs, probs, marker="o", ms=2, label=name, color=colors[name])
+        ax.axhline(1 / len(s.candidates), color="#555555", ls="--", lw=0.8, label="1/K (uniform)")
         ax.set_title(s.decision, fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
@@ -201,6 +248,75 @@ def _alphas_png(data: ReportData) -> bytes:
     fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 6), fontsize=8)
     fig.supxlabel("epoch", fontsize=9)
     fig.supylabel("softmax(alpha)", fontsize=9)
+    return _png(fig)
+
+
+def _cell_positions(steps: int) -> dict[int | str, tuple[float, float]]:
+    pos: dict[int | str, tuple[float, float]] = {0: (0.0, 1.0), 1: (0.0, -1.0)}
+    for i in range(steps):
+        pos[i + 2] = (1.3 + 1.3 * i, 0.6 if i % 2 == 0 else -0.6)
+    pos["out"] = (1.3 + 1.3 * steps, 0.0)
+    return pos
+
+
+def _node_name(node: int | str) -> str:
+    """DARTS' names: inputs c_{k-2}, c_{k-1}; intermediate nodes 0.. (input index - 2)."""
+    if not isinstance(node, int):
+        return "c_{k}"
+    return {0: "c_{k-2}", 1: "c_{k-1}"}.get(node, str(node - 2))
+
+
+def _cells_png(data: ReportData) -> bytes:
+    cells = data.cells
+    fig = _figure(8, 3.2 * len(cells))
+    axes = fig.subplots(len(cells), 1, squeeze=False).ravel()
+    for ax, cell in zip(axes, cells, strict=True):
+        pos = _cell_positions(cell.steps)
+        arrow = {"arrowstyle": "-|>", "shrinkA": 14, "shrinkB": 14, "lw": 1.0}
+        for k, (src, node, op) in enumerate(cell.edges):
+            (x1, y1), (x2, y2) = pos[src], pos[node]
+            rad = 0.25 if k % 2 == 0 else -0.25
+            ax.annotate(
+                "",
+                (x2, y2),
+                xytext=(x1, y1),
+                arrowprops={**arrow, "color": FRONT, "connectionstyle": f"arc3,rad={rad}"},
+            )
+            mx, my = (x1 + x2) / 2 + rad / 2 * (y2 - y1), (y1 + y2) / 2 - rad / 2 * (x2 - x1)
+            ax.text(
+                mx,
+                my,
+                op,
+                fontsize=7,
+                ha="center",
+                va="center",
+                color="#1d2733",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+        for node in cell.concat:
+            (x1, y1), (x2, y2) = pos[node], pos["out"]
+            ax.annotate(
+                "", (x2, y2), xytext=(x1, y1), arrowprops={**arrow, "color": OTHER, "ls": "--"}
+            )
+        for name, (x, y) in pos.items():
+            inner = isinstance(name, int) and name >= 2
+            ax.text(
+                x,
+                y,
+                _node_name(name),
+                ha="center",
+                va="center",
+                fontsize=9,
+                bbox={
+                    "boxstyle": "round,pad=0.35",
+                    "ec": "#1d2733",
+                    "fc": "#dbe9f6" if inner else "#f3e1c8",
+                },
+            )
+        ax.set_title(f"{cell.kind} cell", fontsize=10)
+        ax.set_xlim(-0.6, pos["out"][0] + 0.6)
+        ax.set_ylim(-1.5, 1.5)
+        ax.set_axis_off()
     return _png(fig)
 
 
@@ -234,8 +350,12 @@ def figures(data: ReportData) -> dict[str, bytes]:
         out["usage"] = _usage_png(data)
     if data.alphas:
         out["alphas"] = _alphas_png(data)
+    if data.cells:
+        out["cells"] = _cells_png(data)
     if len(data.supernet_curve.get("epoch", ())) > 0:
         out["curve"] = _curve_png(data)
+    if data.ranking is not None:
+        out["ranking"] = ranking_png(data.ranking)
     return out
 
 
@@ -284,19 +404,23 @@ def render_html(data: ReportData) -> str:
     """The complete HTML page of the report."""
     figs = figures(data)
     summary = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in data.summary
+        f"<tr{WARNING_ROW if k == 'warning' else ''}><td>{html.escape(k)}</td>"
+        f"<td>{html.escape(v)}</td></tr>"
+        for k, v in data.summary
     )
     sections = [_section("summary", "Summary", f'<table class="summary">{summary}</table>')]
     if "pareto" in figs:
+        labels = "operators" if data.operator_comparison is not None else "numbers are trials"
         body = _note(
-            "Accuracy against each cost. Red: Pareto-optimal over all objectives "
-            "(numbers are trials); blue: the 2-D front of that pair. MACs are "
-            "multiply-accumulates per image, not 2xMACs."
+            f"Accuracy against each cost. Red: Pareto-optimal over all objectives "
+            f"({labels}); blue: the 2-D front of that pair; orange crosses: infeasible trials "
+            f"(a constraint violated, not trained; on the bottom edge, they have no accuracy). "
+            f"MACs are multiply-accumulates per image, not 2xMACs."
         ) + _img(figs["pareto"], "Pareto front")
         if "matrix" in figs:
-            body += _note("Scatter matrix of all objectives (red: Pareto).") + _img(
-                figs["matrix"], "scatter matrix"
-            )
+            body += _note(
+                "Scatter matrix of all objectives over the feasible trials (red: Pareto)."
+            ) + _img(figs["matrix"], "scatter matrix")
     else:
         body = _note(
             f"not applicable: the {data.strategy} strategy returns one architecture, not a front"
@@ -320,14 +444,42 @@ def render_html(data: ReportData) -> str:
         body = _note("no result architectures yet")
     sections.append(_section("operators", "Operator usage among Pareto members", body))
     if "alphas" in figs:
-        body = _note("softmax(alpha) of every decision after each epoch.") + _img(
-            figs["alphas"], "alpha evolution"
-        )
+        body = f'<p class="alert">{html.escape(data.alphas_note)}</p>' if data.alphas_note else ""
+        body += _note(
+            "softmax(alpha) of every decision after each epoch; dashed: 1/K, the uniform "
+            "distribution over the K candidates."
+        ) + _img(figs["alphas"], "alpha evolution")
         if "curve" in figs:
             body += _img(figs["curve"], "supernet accuracy")
+        if data.genotype:
+            caveat = " (from near-uniform alphas: not a finding)" if data.alphas_note else ""
+            body += f"<h3>Derived architecture{caveat}</h3>" + _note(
+                "In the notation of the DARTS code base (inputs: 0 = c_{k-2}, 1 = c_{k-1}, "
+                "j >= 2 = intermediate node j-2)."
+            )
+            body += f'<pre class="genotype">{html.escape(data.genotype)}</pre>'
+        if "cells" in figs:
+            body += _img(figs["cells"], "normal and reduction cells")
     else:
         body = _note("not applicable: alphas exist only in DARTS runs")
     sections.append(_section("alphas", "Alpha evolution (DARTS)", body))
+    if data.strategy != "darts" and "curve" in figs:
+        body = _note(
+            "Loss and accuracy of the paths sampled in each epoch of one-shot training "
+            "(supernet_metrics.csv)."
+        ) + _img(figs["curve"], "supernet training")
+        sections.append(_section("supernet", "Supernet training", body))
+    if data.ranking is not None:
+        body = _note(data.ranking.note) + _table(data.ranking.table, "ranking")
+        body += _img(figs["ranking"], "one-shot against stand-alone accuracy")
+        sections.append(_section("ranking", "Ranking fidelity", body))
+    if data.operator_comparison is not None:
+        body = _note(
+            "Each trial uses one operator everywhere: the operators side by side, best accuracy "
+            "first; params trainable, MACs per image (not 2xMACs), training memory at the "
+            "configured memory batch size."
+        ) + _table(data.operator_comparison, "comparison")
+        sections.append(_section("comparison", "Operator comparison", body))
     tables = "".join(
         f"<h3>{html.escape(title)}</h3>" + _table(t, f"table{i}")
         for i, (title, t) in enumerate(data.tables)

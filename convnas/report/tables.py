@@ -19,7 +19,10 @@ __all__ = [
     "darts_tables",
     "finite",
     "metric_label",
+    "operator_comparison_table",
     "read_trials_csv",
+    "single_operator",
+    "split_operators",
     "trials_table",
 ]
 
@@ -107,10 +110,13 @@ def trials_table(
     for r in sorted(rows, key=lambda r: r["number"]):
         values = [r["values"].get(m, math.nan) for m in metrics]
         note = r["fail_reason"] or r["note"] or ("infeasible" if not r["feasible"] else "")
+        infeasible = r["state"] == "COMPLETE" and not r["feasible"]
+        if infeasible and "accuracy" in metrics:  # not trained: its recorded 0 is no accuracy
+            values[metrics.index("accuracy")] = math.nan
         out.append(
             (
                 r["number"],
-                r["state"],
+                "infeasible" if infeasible else r["state"],
                 "yes" if r["number"] in pareto else "",
                 *values,
                 r["duration_s"],
@@ -119,6 +125,72 @@ def trials_table(
             )
         )
         out_links.append(links.get(r["number"]))
+    return Table(columns, tuple(out), tuple(out_links))
+
+
+def split_operators(text: str) -> list[str]:
+    """The operator names of a trials.csv ``operators`` cell, hyper-parameters dropped:
+    ``"c2sp csg_conv_3x3{'code_size': 8}"`` -> ``["c2sp", "csg_conv_3x3"]``."""
+    names, depth, current = [], 0, ""
+    for char in text:
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth = max(0, depth - 1)
+        elif depth == 0 and char.isspace():
+            if current:
+                names.append(current)
+            current = ""
+        elif depth == 0:
+            current += char
+    if current:
+        names.append(current)
+    return names
+
+
+def single_operator(rows: Sequence[dict[str, Any]]) -> dict[int, str] | None:
+    """``{trial: operator}`` when every complete trial uses one operator everywhere (a space of
+    granularity ``network``), else None."""
+    out = {}
+    for r in rows:
+        if r["state"] != "COMPLETE":
+            continue
+        names = set(split_operators(r["operators"]))
+        if len(names) != 1:
+            return None
+        out[r["number"]] = names.pop()
+    return out or None
+
+
+def operator_comparison_table(
+    rows: Sequence[dict[str, Any]], operators: dict[int, str], links: dict[int, str]
+) -> Table:
+    """One row per complete trial of a single-operator comparison, best accuracy first;
+    infeasible trials (not trained) last, with "infeasible" for their accuracy."""
+    complete = [r for r in rows if r["number"] in operators]
+    repeated = {o for o in operators.values() if list(operators.values()).count(o) > 1}
+
+    def key(r: dict[str, Any]) -> tuple[bool, float, int]:
+        acc = r["values"].get("accuracy", math.nan)
+        return (not r["feasible"], -acc if finite(acc) else math.inf, r["number"])
+
+    out, out_links = [], []
+    for r in sorted(complete, key=key):
+        op = operators[r["number"]]
+        label = f"{op} {r['operators'][len(op) :].strip()}" if op in repeated else op
+        memory = r["values"].get("train_memory", math.nan)
+        out.append(
+            (
+                label.strip(),
+                r["values"].get("params", math.nan),
+                r["values"].get("macs", math.nan),
+                memory / 2**20 if finite(memory) else math.nan,
+                r["values"].get("accuracy", math.nan) if r["feasible"] else "infeasible",
+                r["number"],
+            )
+        )
+        out_links.append(links.get(r["number"]))
+    columns = ("operator", "params", "MACs", "train memory (MiB)", "accuracy", "trial")
     return Table(columns, tuple(out), tuple(out_links))
 
 

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import yaml
 
-from convnas.report import build_report_data, hypervolume, write_report
+from convnas.report import build_report_data, hypervolume, render_html, write_report
 
 optuna = pytest.importorskip("optuna")
 
@@ -262,7 +262,8 @@ def test_html_has_every_section_and_embedded_pngs(which, optuna_run, darts_run):
     parser = _Images()
     parser.feed(text)
     assert SECTIONS <= parser.ids and not parser.external
-    assert len(parser.images) == (4 if which == "optuna" else 3)
+    # optuna: + supernet curve; darts: + the cell diagram
+    assert len(parser.images) == (5 if which == "optuna" else 4)
     for src in parser.images:
         prefix = "data:image/png;base64,"
         assert src.startswith(prefix)
@@ -310,3 +311,13 @@ def test_report_opens_in_headless_chromium_with_every_image(optuna_run, tmp_path
     assert match, out.stderr[-2000:]
     loaded = json.loads(match.group(1).replace("&quot;", '"'))
     assert len(loaded) == 4 and all(loaded)
+
+
+def test_an_optuna_report_says_what_its_accuracy_is_and_shows_supernet_training(optuna_run):
+    data = build_report_data(optuna_run)
+    summary = dict(data.summary)
+    assert summary["accuracy axis"].startswith("one-shot")
+    assert summary["supernet training"].startswith("1 epoch(s)")
+    assert data.supernet_curve["epoch"] == (1.0,)
+    html_text = render_html(data)
+    assert 'id="supernet"' in html_text and "Supernet training" in html_text
