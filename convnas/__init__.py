@@ -50,6 +50,7 @@ _LAZY = {
     "list_strategies": ("convnas.strategies", "list_strategies"),
     "register_strategy": ("convnas.strategies", "register_strategy"),
     "load_exported": ("convnas.run.export", "load_exported"),
+    "rank_run": ("convnas.run.ranking", "rank_run"),
     "run_search": ("convnas.run.runner", "run_search"),
 }
 
@@ -82,6 +83,7 @@ __all__ = [
     "models",
     "operator_info",
     "osep_plan",
+    "rank_run",
     "register_evaluator",
     "register_operator",
     "register_space",

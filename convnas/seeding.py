@@ -20,9 +20,41 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["derive_seed", "forked_rng", "local_generator"]
+__all__ = ["STREAMS", "check_seeds", "derive_seed", "forked_rng", "local_generator", "stream_seed"]
 
 _MAX = 2**63 - 1
+
+#: The independent random streams of a search, each seeded on its own (config ``seeds:``):
+#: ``data`` the train/validation split (and augmentation), ``init`` the weights' initial values,
+#: ``batches`` the batch order (and the supernet's path draws), ``sampler`` the search proposals.
+STREAMS = ("data", "init", "batches", "sampler")
+
+
+def check_seeds(seeds: dict[str, int] | None, key: str = "seeds") -> dict[str, int]:
+    """Validate a ``{stream: seed}`` override map (unknown streams and bad values refused)."""
+    from convnas.errors import ConfigError
+
+    seeds = dict(seeds or {})
+    for name, value in seeds.items():
+        if name not in STREAMS:
+            raise ConfigError(f"unknown stream {name!r}; the streams are {list(STREAMS)}", key=key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX:
+            raise ConfigError(
+                f"must be an integer in [0, 2**63), but got {value!r}", key=f"{key}.{name}"
+            )
+    return seeds
+
+
+def stream_seed(seed: int, seeds: dict[str, int] | None, stream: str) -> int:
+    """The seed of ``stream``: its override in ``seeds`` if set, else the run's ``seed``.
+
+    The default is the run's seed itself (each stream feeds a different generator, so one
+    integer serves them all); setting one stream varies only that source of noise.
+    """
+    if stream not in STREAMS:
+        raise KeyError(stream)
+    value = (seeds or {}).get(stream)
+    return int(seed) if value is None else int(value)
 
 
 def derive_seed(*parts: object) -> int:

@@ -1,22 +1,36 @@
-"""``convnas train ARCH``: retrain an architecture from scratch and report its test accuracy."""
+"""``convnas train ARCH... | RUN``: retrain architectures from scratch, report their accuracy.
+
+Each architecture is trained on the data it was searched on (its metadata's ``data``: dataset,
+split, limits, options), unless a flag says otherwise; a run directory stands for its Pareto
+front (``architectures/pareto_*.yaml``). Results go to ``RUN/trained/<name>/`` beside the run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import pathlib
 from typing import Any
 
 from convnas.errors import ConfigError
 
 NAME = "train"
-HELP = "retrain an architecture file from scratch; save model.pt and report test accuracy"
+HELP = "retrain architecture files (or a run's Pareto front) from scratch; report accuracy"
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("arch", type=pathlib.Path, metavar="ARCH", help="architecture file (.yaml)")
     parser.add_argument(
-        "--data", help="dataset name (default: the architecture's dataset, else digits)"
+        "archs",
+        type=pathlib.Path,
+        nargs="+",
+        metavar="ARCH",
+        help="architecture files (.yaml), or a run directory: its Pareto front",
+    )
+    parser.add_argument(
+        "--data", help="dataset name (default: the one the architecture was searched on)"
     )
     parser.add_argument("--data-root", help="where the dataset files are")
     parser.add_argument("--download", action="store_true", help="download missing data (CIFAR)")
@@ -27,18 +41,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="dataset option, e.g. num_classes=4 (values are Python literals)",
     )
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out share")
-    parser.add_argument("--limit-train", type=int, help="use at most this many training images")
-    parser.add_argument("--limit-test", type=int, help="use at most this many test images")
+    parser.add_argument(
+        "--val-fraction", type=float, help="held-out share (default: the search's, else 0.1)"
+    )
+    parser.add_argument(
+        "--limit-train", type=int, help="at most this many training images (default: the search's)"
+    )
+    parser.add_argument(
+        "--limit-test", type=int, help="at most this many test images (default: the search's)"
+    )
     parser.add_argument("--no-augment", action="store_true", help="no training augmentation")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size")
-    parser.add_argument("--lr", type=float, default=0.05, help="initial SGD learning rate")
-    parser.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
-    parser.add_argument("--seed", type=int, default=0, help="seeds weights, split and order")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    parser.add_argument("--lr", type=float, default=0.05, help="initial SGD lr (default: 0.05)")
+    parser.add_argument(
+        "--weight-decay", type=float, default=5e-4, help="SGD weight decay (default: 5e-4)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds the weights and batch order (default: 0)"
+    )
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        help="seeds the train/validation split (default: the search's, else --seed)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
-        "--out", type=pathlib.Path, help="output directory (default: RUN/trained/ARCH_STEM)"
+        "--out",
+        type=pathlib.Path,
+        help="output directory, one architecture only (default: RUN/trained/ARCH_STEM)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -75,26 +106,92 @@ def check_fits(arch: Any, data: Any) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
+def expand(paths: list[pathlib.Path]) -> list[pathlib.Path]:
+    """Architecture files; a run directory stands for its Pareto front."""
+    files: list[pathlib.Path] = []
+    for path in paths:
+        if path.is_dir():
+            front = sorted((path / "architectures").glob("pareto_*.yaml"))
+            front = front or sorted((path / "architectures").glob("darts_final.yaml"))
+            if not front:
+                raise ConfigError(
+                    f"{path} is a directory without architectures/pareto_*.yaml or "
+                    f"darts_final.yaml; pass a run directory of a finished search, or "
+                    f"architecture files"
+                )
+            files.extend(front)
+        elif not path.is_file():
+            raise ConfigError(f"{path}: no such architecture file or run directory")
+        else:
+            files.append(path)
+    return files
+
+
+def data_arguments(arch: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``load_dataset`` arguments: the flags given, else the search's data, else defaults."""
+    searched = arch.metadata.get("data")
+    searched = dict(searched) if isinstance(searched, dict) or hasattr(searched, "keys") else {}
+    dataset = args.data or searched.get("dataset") or arch.metadata.get("dataset") or "digits"
+    same = dataset == searched.get("dataset")
+
+    def pick(flag: Any, key: str, default: Any) -> Any:
+        if flag is not None:
+            return flag
+        return searched.get(key, default) if same else default
+
+    options = dict(searched.get("options") or {}) if same else {}
+    options.update(parse_options(args.data_option))
+    return {
+        "name": dataset,
+        "root": pick(args.data_root, "root", None),
+        "download": args.download,
+        "seed": pick(args.data_seed, "seed", args.seed),
+        "val_fraction": pick(args.val_fraction, "val_fraction", 0.1),
+        "augment": False if args.no_augment else bool(searched.get("augment", True)),
+        "limit_train": pick(args.limit_train, "limit_train", None),
+        "limit_test": pick(args.limit_test, "limit_test", None),
+        **options,
+    }
+
+
+def _check(args: argparse.Namespace, files: list[pathlib.Path]) -> None:
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be in (0, 1), but got {args.val_fraction}")
+    for flag in ("seed", "data_seed"):
+        value = getattr(args, flag)
+        if value is not None and not 0 <= value < 2**63:
+            raise ConfigError(
+                f"--{flag.replace('_', '-')} must be an integer in [0, 2**63), but got {value}"
+            )
+    if args.out is not None:
+        if len(files) > 1:
+            raise ConfigError(
+                f"--out names one output directory, but {len(files)} architectures were given; "
+                f"leave --out out (each goes to RUN/trained/<name>/)"
+            )
+        if args.out.exists() and not args.out.is_dir():
+            raise ConfigError(f"--out {args.out} is an existing file; give a directory")
+
+
+def train_one(path: pathlib.Path, args: argparse.Namespace, cache: dict) -> dict[str, Any]:
+    """Train the architecture in ``path``; write its model and result; return the result."""
     from convnas.data import load_dataset
     from convnas.io import write_json
     from convnas.run.export import build_seeded, save_trained
     from convnas.search_space import load_architecture
     from convnas.strategies.training import train_model
 
-    arch = load_architecture(args.arch)
-    dataset = args.data or arch.metadata.get("dataset") or "digits"
-    data = load_dataset(
-        dataset,
-        root=args.data_root,
-        download=args.download,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        augment=not args.no_augment,
-        limit_train=args.limit_train,
-        limit_test=args.limit_test,
-        **parse_options(args.data_option),
-    )
+    arch = load_architecture(path)
+    kwargs = data_arguments(arch, args)
+    key = repr(sorted(kwargs.items()))
+    if key not in cache:
+        cache[key] = load_dataset(**kwargs)
+    data = cache[key]
+    if kwargs["val_fraction"] <= 0 or data.val is None:
+        raise ConfigError(
+            f"{path}: training scores on the validation split, but the data has none; pass "
+            f"--val-fraction in (0, 1)"
+        )
     check_fits(arch, data)
     model = build_seeded(arch, args.seed)
     result = train_model(
@@ -109,30 +206,58 @@ def run(args: argparse.Namespace) -> int:
         evaluate_test=True,
         show_progress=not args.no_progress,
     )
-    out = args.out or default_out(args.arch)
+    out = args.out or default_out(path)
     metrics = {
         "val_accuracy": result.val_accuracy,
         "test_accuracy": result.test_accuracy,
         "dataset": data.name,
         "epochs": args.epochs,
     }
-    path = save_trained(out / "model.pt", model.cpu(), arch, metrics=metrics)
-    settings = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
-    write_json(
-        out / "train_result.json",
-        {
-            **metrics,
-            "history": result.history,
-            "steps": result.steps,
-            "settings": {
-                k: str(v) if isinstance(v, pathlib.Path) else v for k, v in settings.items()
-            },
+    model_path = save_trained(out / "model.pt", model.cpu(), arch, metrics=metrics)
+    searched = dict(arch.metadata.get("metrics") or {})
+    record = {
+        **metrics,
+        "architecture": str(path),
+        "trial": arch.metadata.get("trial"),
+        "searched_accuracy": searched.get("accuracy"),
+        "accuracy_kind": arch.metadata.get("accuracy_kind"),
+        "data": {k: v for k, v in kwargs.items() if k != "download"},
+        "history": result.history,
+        "steps": result.steps,
+        "settings": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "seed": args.seed,
         },
-    )
-    test = "-" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
-    print(f"{args.arch}: {args.epochs} epoch(s) on {data.name}")
-    print(f"  val accuracy   {result.val_accuracy:.4f}")
-    print(f"  test accuracy  {test}")
-    print(f"saved {path} and {path.with_name('architecture.yaml')}")
-    print(f"export it with: convnas export --weights {path} --format torchscript")
+    }
+    write_json(out / "train_result.json", record)
+    return record | {"model": str(model_path)}
+
+
+def run(args: argparse.Namespace) -> int:
+    files = expand(list(args.archs))
+    _check(args, files)
+    cache: dict[str, Any] = {}
+    records = []
+    from convnas.strategies.training import progress
+
+    bar = progress(files, enabled=not args.no_progress and len(files) > 1, desc="architectures")
+    for i, path in enumerate(bar):
+        logger.info("training %d/%d: %s", i + 1, len(files), path)
+        records.append(train_one(path, args, cache))
+    for record in records:
+        test = record["test_accuracy"]
+        print(f"{record['architecture']}: {args.epochs} epoch(s) on {record['dataset']}")
+        print(f"  val accuracy   {record['val_accuracy']:.4f}")
+        print(f"  test accuracy  {'-' if test is None else f'{test:.4f}'}")
+        if record["searched_accuracy"] is not None:
+            kind = record["accuracy_kind"] or "search"
+            print(f"  {kind} accuracy in the search  {record['searched_accuracy']:.4f}")
+        print(f"  saved {record['model']}")
+    if records:
+        print(
+            f"export one with: convnas export --weights {records[0]['model']} --format torchscript"
+        )
     return 0

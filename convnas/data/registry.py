@@ -14,7 +14,8 @@ import math
 import os
 import pathlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -152,7 +153,9 @@ def default_data_root() -> pathlib.Path:
 class DataBundle:
     """The three splits of one dataset, ready for :func:`~convnas.data.make_loader`.
 
-    ``val`` is ``None`` when ``val_fraction`` was 0.
+    ``val`` is ``None`` when ``val_fraction`` was 0. ``settings`` holds the arguments of
+    :func:`load_dataset` that made it plus the input normalisation (JSON-ready): searches write
+    it into the architectures they find, so ``convnas train`` retrains on the same data.
     """
 
     name: str
@@ -162,6 +165,7 @@ class DataBundle:
     num_classes: int
     input_shape: tuple[int, int, int]
     info: DatasetInfo
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def load_dataset(
@@ -237,7 +241,28 @@ def load_dataset(
         num_classes=raw.info.num_classes,
         input_shape=raw.info.input_shape,
         info=raw.info,
+        settings={
+            "dataset": name,
+            "root": None if path is None else str(path),
+            "seed": seed,
+            "val_fraction": val_fraction,
+            "augment": augment,
+            "limit_train": limit_train,
+            "limit_test": limit_test,
+            "options": {k: _plain(v) for k, v in options.items()},
+            "input_shape": list(raw.info.input_shape),
+            "num_classes": raw.info.num_classes,
+            "mean": None if raw.info.mean is None else [float(v) for v in raw.info.mean],
+            "std": None if raw.info.std is None else [float(v) for v in raw.info.std],
+        },
     )
+
+
+def _plain(value: Any) -> Any:
+    """A JSON/YAML-ready copy of an option value (tuples as lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _check_split_args(val_fraction: float, limit_train: int | None, limit_test: int | None) -> None:

@@ -5,6 +5,18 @@ from __future__ import annotations
 
 from convnas.run.config import Config, load_config, parse_config
 from convnas.run.export import deploy_model, load_exported
+from convnas.run.ranking import RankBudget, RankResult, rank_run, score_architectures
 from convnas.run.runner import run_search
 
-__all__ = ["Config", "deploy_model", "load_config", "load_exported", "parse_config", "run_search"]
+__all__ = [
+    "Config",
+    "RankBudget",
+    "RankResult",
+    "deploy_model",
+    "load_config",
+    "load_exported",
+    "parse_config",
+    "rank_run",
+    "run_search",
+    "score_architectures",
+]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import pathlib
 from typing import Any
 
 import torch
 
 from convnas.costs import COST_OBJECTIVES
-from convnas.errors import TrainingDivergedError
+from convnas.errors import ConfigError, TrainingDivergedError
 from convnas.io import atomic_write_text
 from convnas.search_space import Architecture
 from convnas.strategies.base import ArchitectureResult, SearchResult
@@ -22,6 +23,11 @@ __all__ = ["collect", "describe_failure", "trial_result", "write_trials_csv"]
 
 def count_trials(study: Any, state: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
+def counts_toward_budget(trial: Any) -> bool:
+    """COMPLETE and not a repeat of an earlier trial's network (those are answered from it)."""
+    return trial.state.name == "COMPLETE" and "duplicate_of" not in trial.user_attrs
 
 
 def collect(
@@ -40,16 +46,24 @@ def collect(
     :class:`~convnas.strategies.optuna.OptunaSettings`.
     """
     optuna = import_optuna()
+    from convnas.rundir import forget_written, record_written, remove_written, written_files
     from convnas.strategies.heartbeat import reap_stale_trials
 
     # A search that stopped early may leave a dead worker's trial RUNNING.
     reap_stale_trials(study, grace_period=grace_period, max_retry=max_retry)
     trials = study.get_trials(deepcopy=False)
     write_trials_csv(run_dir / "trials.csv", trials, objectives)
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in trials if counts_toward_budget(t)]  # distinct networks
     results = [trial_result(t, objectives) for t in complete]
     pareto: list[ArchitectureResult] = []
     seen: list[Architecture] = []
+    arch_dir = run_dir / "architectures"
+    if arch_dir.is_symlink():
+        raise ConfigError(
+            f"{arch_dir} is a symbolic link; convnas does not write or delete through links: "
+            f"remove the link, or use another run directory",
+            key="output.run_dir",
+        )
     for t in sorted(study.best_trials, key=lambda t: t.number) if complete else []:
         result = trial_result(t, objectives)
         if any(result.architecture.same_network(a) for a in seen):
@@ -59,12 +73,15 @@ def collect(
             metrics=dict(result.metrics),
             trial=t.number,
             strategy=strategy,
-        ).save(run_dir / "architectures" / f"pareto_{t.number:04d}.yaml")
+            **_data_metadata(study),
+        ).save(arch_dir / f"pareto_{t.number:04d}.yaml")
         pareto.append(result)
-    keep = {f"pareto_{r.trial:04d}.yaml" for r in pareto}
-    for old in (run_dir / "architectures").glob("pareto_*.yaml"):
-        if old.name not in keep:  # on the front of an earlier, shorter run only
-            old.unlink(missing_ok=True)
+    keep = {f"architectures/pareto_{r.trial:04d}.yaml" for r in pareto}
+    # Only Pareto files convnas recorded writing are replaced, never through a link.
+    stale = [f for f in written_files(run_dir) if f.startswith("architectures/pareto_")]
+    removed = [f for f in stale if f not in keep and remove_written(run_dir, f)]
+    forget_written(run_dir, removed)
+    record_written(run_dir, [run_dir / f for f in sorted(keep)])
     state = optuna.trial.TrialState
     return SearchResult(
         strategy,
@@ -73,6 +90,7 @@ def collect(
         run_dir,
         {
             "complete": len(complete),
+            "repeats": sum("duplicate_of" in t.user_attrs for t in trials),
             "failed": sum(t.state == state.FAIL for t in trials),
             "pruned": sum(t.state == state.PRUNED for t in trials),
             "retried": sum("retry_of" in t.user_attrs for t in trials),
@@ -81,6 +99,15 @@ def collect(
             "objectives": list(objectives),
         },
     )
+
+
+def _data_metadata(study: Any) -> dict[str, Any]:
+    """``dataset`` and ``data`` (the settings the search loaded its data with), if recorded."""
+    data = study.user_attrs.get("data")
+    out = {"dataset": data["dataset"], "data": data} if isinstance(data, dict) else {}
+    if "accuracy_kind" in study.user_attrs:
+        out["accuracy_kind"] = study.user_attrs["accuracy_kind"]
+    return out
 
 
 def trial_result(trial: Any, objectives: tuple[str, ...]) -> ArchitectureResult:
@@ -108,6 +135,7 @@ def write_trials_csv(path: pathlib.Path, trials: list[Any], objectives: tuple[st
             "note",
             "retry_of",
             "retried_from",
+            "duplicate_of",
             "worker",
         ]
     )
@@ -139,6 +167,7 @@ def write_trials_csv(path: pathlib.Path, trials: list[Any], objectives: tuple[st
                 t.user_attrs.get("note", ""),
                 t.user_attrs.get("retry_of", ""),
                 t.user_attrs.get("retried_from", ""),
+                t.user_attrs.get("duplicate_of", ""),
                 t.user_attrs.get("worker", ""),
             ]
         )
@@ -159,6 +188,13 @@ def describe_failure(exc: BaseException) -> str:
 def _fail_reason(trial: Any, retried_as: dict[int, int]) -> str:
     if trial.state.name != "FAIL" or "fail_reason" in trial.user_attrs:
         return trial.user_attrs.get("fail_reason", "")
+    bad = [
+        k
+        for k in ("accuracy", *COST_OBJECTIVES)
+        if isinstance(v := trial.user_attrs.get(k), float) and not math.isfinite(v)
+    ]
+    if bad:  # the objective returned, and Optuna refused its value
+        return f"the objective returned a non-finite {', '.join(bad)} (NaN or inf)"
     reason = "no heartbeat within grace_period: its worker was killed, crashed or stalled"
     if trial.number in retried_as:
         return f"{reason}; retried as trial {retried_as[trial.number]}"

@@ -8,7 +8,7 @@ from typing import Any
 
 from convnas.costs import OBJECTIVE_DIRECTIONS
 from convnas.errors import ConfigError, OptionalDependencyError
-from convnas.seeding import derive_seed
+from convnas.seeding import check_seeds, derive_seed, stream_seed
 from convnas.strategies.rules import (
     OPTIONAL_POSITIVE,
     OPTIONAL_POSITIVE_INT,
@@ -65,6 +65,7 @@ class OptunaSettings:
     sampler: str = "nsga2"
     population_size: int = 16
     seed: int = 0
+    seeds: dict[str, int] = field(default_factory=dict)
     worker_index: int = 0
     storage: str | None = None
     study_name: str = "convnas"
@@ -93,6 +94,7 @@ class OptunaSettings:
                 raise ConfigError(
                     f"unknown objective {name!r}; choose from {list(OBJECTIVES)}", key="objectives"
                 )
+        object.__setattr__(self, "seeds", check_seeds(self.seeds))
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"must be one of {SAMPLERS}, but got {self.sampler!r}", key="sampler")
         if self.pruner not in ("none", "median"):
@@ -156,6 +158,7 @@ class OptunaSettings:
             "sample_hparams",
             "memory_batch_size",
             "seed",
+            "seeds",
         )
         return {k: v for k, v in asdict(self).items() if k in keep}
 
@@ -176,15 +179,23 @@ def node_index() -> int:
     return value
 
 
-def make_sampler(settings: OptunaSettings) -> Any:
-    """The sampler named in the settings; Optuna 5 samplers read ``Trial.set_constraint``."""
+def make_sampler(settings: OptunaSettings, *, restart: int = 0) -> Any:
+    """The sampler named in the settings; Optuna 5 samplers read ``Trial.set_constraint``.
+
+    ``restart``: how many trials the study held when this worker joined it. A worker joining
+    a study that holds trials (a resume) draws a fresh stream, so that it does not replay the
+    proposals of the first session (they would all be repeats).
+    """
     optuna = import_optuna()
     name = settings.sampler
     # Workers of one study draw different proposals: the sampler seed includes the worker index
     # (local workers) and the node index (machines running the same command; docs/scaling.md).
     # A hash, not arithmetic: seed 0 on node 10 must not equal seed 1 on node 0, and the random
     # strategy must not replay NSGA-II's first population. Samplers take 32-bit seeds.
-    seed = derive_seed(settings.seed, "sampler", name, node_index(), settings.worker_index)
+    base = stream_seed(settings.seed, settings.seeds, "sampler")
+    seed = derive_seed(base, "sampler", name, node_index(), settings.worker_index)
+    if restart:
+        seed = derive_seed(seed, "restart", restart)
     seed %= 2**32
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=settings.population_size, seed=seed)

@@ -8,6 +8,11 @@ RDB or Journal URL by setting), so several workers, on one machine or many, shar
 a worker's trial whose heartbeat stops is failed and re-queued (see ``docs/scaling.md``). The
 study ends with exactly ``n_trials`` COMPLETE trials: no worker starts a trial beyond that, and
 none exits while another's trial may still need a retry.
+
+A network is never scored twice: a trial that samples a network an earlier COMPLETE trial
+already scored is answered from that trial (``duplicate_of`` in ``trials.csv``), so the sampler
+learns nothing false, and it does not count toward ``n_trials``. Two workers that draw the same
+new network at the same moment may still both score it (the check reads the study, not a lock).
 """
 
 from __future__ import annotations
@@ -27,10 +32,17 @@ from convnas.costs import measure, objective_values
 from convnas.errors import ConfigError, TrainingDivergedError
 from convnas.registry import check_keywords
 from convnas.search_space import Architecture, SearchSpace, build_model
-from convnas.seeding import forked_rng
+from convnas.seeding import forked_rng, stream_seed
 from convnas.strategies.base import SearchResult, SearchStrategy, config_hash, register_strategy
 from convnas.strategies.evaluators import get_evaluator
-from convnas.strategies.optuna.results import collect, count_trials, describe_failure
+from convnas.strategies.optuna.progress_log import ProgressLog
+from convnas.strategies.optuna.results import (
+    collect,
+    count_trials,
+    counts_toward_budget,
+    describe_failure,
+    write_trials_csv,
+)
 from convnas.strategies.optuna.sampling import sample_architecture
 from convnas.strategies.optuna.settings import (
     CONSTRAINTS,
@@ -64,6 +76,28 @@ class OptunaStrategy(SearchStrategy):
             self.settings.evaluator, **dict(self.settings.evaluator_settings)
         )
 
+    def fingerprint(self, space: SearchSpace) -> str:
+        """The hash of everything that changes this study's results (stored in the study)."""
+        return config_hash(
+            space.name,
+            space.settings(),
+            [[c.to_dict() for c in d.candidates] for d in space.decisions()],
+            self.settings.fingerprint(),
+        )
+
+    def check_resume(self, space: SearchSpace, run_dir: pathlib.Path, *, resume: bool) -> None:
+        """Refuse, before anything is written, a search this run's study cannot take."""
+        from convnas.strategies.optuna.resume import check_resume
+
+        s = self.settings
+        check_resume(
+            run_dir=run_dir,
+            storage=s.storage,
+            study_name=s.study_name,
+            fingerprint=self.fingerprint(space),
+            resume=resume,
+        )
+
     def open_study(self, space: SearchSpace, run_dir: pathlib.Path) -> Any:
         """Create or join the study of this run (the same call from every worker)."""
         optuna = import_optuna()
@@ -81,12 +115,10 @@ class OptunaStrategy(SearchStrategy):
                 directions=[OBJECTIVES[o] for o in s.objectives],
                 load_if_exists=True,
             )
-            fingerprint = config_hash(
-                space.name,
-                space.settings(),
-                [[c.to_dict() for c in d.candidates] for d in space.decisions()],
-                s.fingerprint(),
-            )
+            fingerprint = self.fingerprint(space)
+            joined_with = len(study.get_trials(deepcopy=False))
+            if joined_with:  # a resume (or another worker's study): do not replay the stream
+                study.sampler = make_sampler(s, restart=joined_with)
             existing = study.user_attrs.get("config_hash")
             if existing is None:
                 study.set_user_attr("config_hash", fingerprint)
@@ -109,6 +141,13 @@ class OptunaStrategy(SearchStrategy):
         run_dir.mkdir(parents=True, exist_ok=True)
         device = resolve_device(s.device)
         study = self.open_study(space, run_dir)
+        if getattr(data, "settings", None) and "data" not in study.user_attrs:
+            study.set_user_attr("data", dict(data.settings))  # written into the results
+        if "accuracy_kind" not in study.user_attrs:
+            kind = "one-shot" if s.evaluator == "supernet" else "trained"
+            study.set_user_attr(
+                "accuracy_kind", kind if s.evaluator in ("supernet", "train") else s.evaluator
+            )
         done = count_trials(study, optuna.trial.TrialState.COMPLETE)
         if done and not resume and s.storage is None:
             # The run directory's own study holds results: continuing it is a decision the
@@ -120,24 +159,34 @@ class OptunaStrategy(SearchStrategy):
             )
         if done:
             logger.info("continuing study %r with %d completed trial(s)", s.study_name, done)
+        started = time.time()  # the wall time covers the evaluator's preparation (supernet)
         with file_lock(run_dir / ".evaluator.lock"):  # one worker trains a shared supernet
             self._evaluator.prepare(
-                space, data, run_dir, seed=s.seed, device=device, show_progress=s.progress
+                space,
+                data,
+                run_dir,
+                seed=stream_seed(s.seed, s.seeds, "init"),
+                batch_seed=stream_seed(s.seed, s.seeds, "batches"),
+                device=device,
+                show_progress=s.progress,
             )
         self._space = space
+        self._run_dir = run_dir
         self._cost_cache: dict[str, dict[str, float]] = {}
-        self._score_cache: dict[str, float] = {}
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
         bar = None
         if s.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=s.n_trials, desc="trials", dynamic_ncols=True, disable=None)
-        started = time.time()
+            if bar.disable:  # no terminal: periodic log lines instead
+                bar.close()
+                kind = "one-shot " if s.evaluator == "supernet" else ""
+                bar = ProgressLog(s.n_trials, label=kind)
         try:
             self._run_until_done(study, bar)
         finally:
-            if bar is not None:
+            if bar is not None and not isinstance(bar, ProgressLog):
                 bar.close()
         return self.collect(study, run_dir, time.time() - started)
 
@@ -156,10 +205,28 @@ class OptunaStrategy(SearchStrategy):
         s, state = self.settings, optuna.trial.TrialState
         deadline = None if s.timeout is None else time.monotonic() + s.timeout
         max_failed = s.max_failed or 2 * s.n_trials + 5
+        max_repeats = max(50, 5 * s.n_trials)
+        written = -1
         while True:
             reap_stale_trials(study, grace_period=s.grace_period, max_retry=s.max_retry)
-            counts = Counter(t.state for t in study.get_trials(deepcopy=False))
-            if bar is not None:
+            trials = study.get_trials(deepcopy=False)
+            counts = Counter(t.state for t in trials)
+            ended = len(trials) - counts[state.RUNNING] - counts[state.WAITING]
+            run_dir = getattr(self, "_run_dir", None)
+            if s.worker_index == 0 and ended != written and run_dir is not None:
+                # trials.csv follows the study as it runs: `convnas report` mid-search is current
+                write_trials_csv(run_dir / "trials.csv", trials, s.objectives)
+                written = ended
+            distinct = sum(counts_toward_budget(t) for t in trials)
+            repeats, counts[state.COMPLETE] = counts[state.COMPLETE] - distinct, distinct
+            if isinstance(bar, ProgressLog):
+                scored = [
+                    float(t.user_attrs["accuracy"])
+                    for t in trials
+                    if counts_toward_budget(t) and "accuracy" in t.user_attrs
+                ]
+                bar.update(counts[state.COMPLETE], max(scored, default=None))
+            elif bar is not None:
                 bar.update(min(counts[state.COMPLETE], s.n_trials) - bar.n)
             if counts[state.COMPLETE] >= s.n_trials and not (
                 counts[state.RUNNING] or counts[state.WAITING]
@@ -167,6 +234,15 @@ class OptunaStrategy(SearchStrategy):
                 return
             if counts[state.FAIL] >= max_failed:
                 logger.error("stopping: %d trials failed (max_failed)", counts[state.FAIL])
+                return
+            if repeats >= max_repeats:
+                logger.warning(
+                    "stopping: the sampler proposed %d networks that were already scored; the "
+                    "space may hold fewer than n_trials=%d distinct networks (%d found)",
+                    repeats,
+                    s.n_trials,
+                    counts[state.COMPLETE],
+                )
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 logger.warning("stopping: timeout of %s s reached", s.timeout)
@@ -230,7 +306,7 @@ class OptunaStrategy(SearchStrategy):
             # retried.
             state = optuna.trial.TrialState
             ahead = sum(
-                t.state == state.COMPLETE
+                counts_toward_budget(t)
                 or (t.state in (state.RUNNING, state.WAITING) and t.number < trial.number)
                 for t in trial.study.get_trials(deepcopy=False)
             )
@@ -263,16 +339,21 @@ class OptunaStrategy(SearchStrategy):
         for key, value in violations.items():
             trial.set_constraint(key, value)
         feasible = all(v <= 0 for v in violations.values())
+        network = arch.network_id()
+        trial.set_user_attr("network", network)
         accuracy = float("nan")
         if "accuracy" in s.objectives:
-            if feasible:
-                key = arch.to_yaml()
-                if self._evaluator.deterministic and key in self._score_cache:
-                    accuracy = self._score_cache[key]
-                    trial.set_user_attr("note", "same network as an earlier trial: reused")
-                else:
-                    accuracy = self._evaluator.score(arch, trial, prune=s.pruner == "median")
-                    self._score_cache[key] = accuracy
+            earlier = _scored_before(trial, network)
+            if earlier is not None:
+                accuracy = float(earlier.user_attrs["accuracy"])
+                trial.set_user_attr("duplicate_of", earlier.number)
+                trial.set_user_attr(
+                    "note",
+                    f"same network as trial {earlier.number}: answered from it, not scored "
+                    f"again; not counted toward n_trials",
+                )
+            elif feasible:
+                accuracy = self._evaluator.score(arch, trial, prune=s.pruner == "median")
             else:
                 accuracy = 0.0
                 trial.set_user_attr("note", "infeasible: not trained, accuracy recorded as 0")
@@ -292,6 +373,19 @@ class OptunaStrategy(SearchStrategy):
             grace_period=s.grace_period,
             max_retry=s.max_retry,
         )
+
+
+def _scored_before(trial: Any, network: str) -> Any:
+    """The earliest COMPLETE, non-repeat trial of ``trial``'s study that scored ``network``."""
+    for t in trial.study.get_trials(deepcopy=False):
+        if (
+            t.number != trial.number
+            and counts_toward_budget(t)
+            and t.user_attrs.get("network") == network
+            and "accuracy" in t.user_attrs
+        ):
+            return t
+    return None
 
 
 @register_strategy
