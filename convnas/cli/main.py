@@ -35,6 +35,29 @@ COMMAND_MODULES = (
 )
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already names it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    # Before or after the subcommand: a subcommand's SUPPRESS default leaves the main one.
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log debug messages"
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show the traceback of an error (for bug reports)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from convnas import __version__
 
@@ -43,15 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Neural architecture search over efficient convolution operators.",
     )
     parser.add_argument("--version", action="version", version=f"convnas {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument(
-        "--debug", action="store_true", help="show the traceback of an error (for bug reports)"
-    )
+    _add_global_flags(parser, False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         module = importlib.import_module(f"convnas.cli.{module_name}")
-        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        sub = subparsers.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.HELP,
+            formatter_class=DefaultsFormatter,
+        )
         module.add_arguments(sub)
+        _add_global_flags(sub, argparse.SUPPRESS)
         sub.set_defaults(_run=module.run)
     return parser
 

@@ -43,11 +43,18 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{value:.0f}{unit}"
 
 
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.2f}MiB"
+
+
 def summary_lines(result, run_dir: pathlib.Path) -> list[str]:
     members = result.pareto or result.results
+    # A proposal of a network an earlier trial scored (duplicate_of) is no new architecture.
+    distinct = len({r.architecture.network_id() for r in result.results})
+    repeats = result.info.get("repeats", 0) + len(result.results) - distinct
     lines = [
-        f"{result.strategy} search finished: {result.info.get('complete', len(result.results))}"
-        f" architecture(s) evaluated"
+        f"{result.strategy} search finished: {distinct} distinct architecture(s) evaluated"
+        + (f", {repeats} repeated proposal(s) answered from earlier trials" if repeats else "")
         + (f", {result.info['failed']} failed" if result.info.get("failed") else "")
     ]
     lines.append("")
@@ -65,9 +72,12 @@ def summary_lines(result, run_dir: pathlib.Path) -> list[str]:
         lines.append(
             f"{'-' if r.trial is None else r.trial:>5}  "
             f"{'-' if acc is None else f'{acc:.4f}':>8}  {_fmt(m.get('params')):>8}  "
-            f"{_fmt(m.get('macs')):>8}  {_fmt(m.get('train_memory'), 'B'):>9}  {ops}"
+            f"{_fmt(m.get('macs')):>8}  {_mib(m.get('train_memory')):>9}  {ops}"
         )
-    lines.append("(MACs are multiply-accumulates per image; train mem at the configured batch;")
+    lines.append(
+        "(MACs are multiply-accumulates per image; train mem in MiB (2**20 bytes) at the "
+        "configured batch;"
+    )
     lines.append(" operators as name:count over the searched positions)")
     lines.append("")
     lines.append(f"run directory: {run_dir}")

@@ -213,7 +213,10 @@ def train_one(path: pathlib.Path, args: argparse.Namespace, cache: dict) -> dict
         "dataset": data.name,
         "epochs": args.epochs,
     }
-    model_path = save_trained(out / "model.pt", model.cpu(), arch, metrics=metrics)
+    # The data actually trained on (flags may override the search's): its mean/std go into
+    # every export of this model.
+    trained_arch = arch.with_metadata(data=data.settings)
+    model_path = save_trained(out / "model.pt", model.cpu(), trained_arch, metrics=metrics)
     searched = dict(arch.metadata.get("metrics") or {})
     record = {
         **metrics,

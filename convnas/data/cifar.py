@@ -158,7 +158,8 @@ def find_cifar_folder(root: pathlib.Path, layout: _Layout, *, download: bool) ->
     if not download:
         raise DatasetError(
             f"{layout.title} not found: no {layout.folder} folder with {layout.test_file} and a "
-            f"training batch under {root}; {where}, or pass download=True when online"
+            f"training batch under {root}; {where}, or pass download=True when online "
+            f"(convnas search: --set data.download=true; convnas train: --download)"
         )
     archive = root / layout.url.rsplit("/", 1)[-1]
     try:

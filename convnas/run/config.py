@@ -7,12 +7,14 @@ validation.
 
 from __future__ import annotations
 
+import difflib
 import pathlib
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from convnas.errors import ConfigError, ConvNASError
 from convnas.io import parse_yaml, read_yaml
@@ -48,13 +50,54 @@ def _loc(loc: Sequence[Any], union_tags: set[str]) -> str:
 _TAGS = {"optuna", "darts", "random", "resnet", "train", "supernet"}
 
 
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    if not known:
+        return " (check the spelling; see the documented keys of this section)"
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"{hint} (allowed: {', '.join(sorted(known))})"
+
+
+def _members(tp: Any) -> list[type[BaseModel]]:
+    """The pydantic models in a field type (through unions, Optional, Annotated)."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return [m for arg in typing.get_args(tp) for m in _members(arg)]
+
+
+def _keys_at(loc: Sequence[Any]) -> list[str]:
+    """The keys the section holding ``loc[-1]`` accepts ([] when it cannot be told)."""
+    models: list[type[BaseModel]] = [Config]
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        tagged = [
+            m
+            for m in models
+            if "kind" in m.model_fields
+            and typing.get_args(m.model_fields["kind"].annotation) == (part,)
+        ]
+        if tagged:  # pydantic's loc names the union member by its tag
+            models = tagged
+            continue
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        models = [m for f in fields for m in _members(f.annotation)]
+        if not models:
+            return []
+    return sorted({k for m in models for k in m.model_fields})
+
+
 def _format_error(exc: ValidationError) -> ConfigError:
     errors = exc.errors(include_url=False)
     first = errors[0]
     key = _loc(first["loc"], _TAGS)
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = "unknown key (check the spelling; see the documented keys of this section)"
+        message = f"unknown key{_did_you_mean(str(first['loc'][-1]), _keys_at(first['loc']))}"
+    elif first["type"] == "union_tag_invalid":
+        tag = str(first["ctx"]["tag"])
+        expected = re.findall(r"'([^']+)'", first["ctx"]["expected_tags"])
+        message = f"unknown kind {tag!r}{_did_you_mean(tag, expected)}"
     elif "input" in first and first["type"] != "missing":
         message = f"{message}, but got {first['input']!r}"
     if len(errors) > 1:
@@ -83,14 +126,22 @@ def parse_config(data: Any) -> Config:
 
 
 def _default_kinds(data: Mapping[str, Any]) -> dict[str, Any]:
-    """``space.kind`` defaults to "resnet" and ``strategy.evaluator.kind`` to "supernet"."""
+    """``space.kind`` defaults to "resnet", ``strategy.evaluator.kind`` to "supernet", and an
+    Optuna or random search's ``strategy.study_name`` to the run's name (so config.yaml
+    records it)."""
     data = dict(_deep_copy(data))
     space = data.get("space")
     if isinstance(space, dict):
         space.setdefault("kind", "resnet")
+    if data.get("strategy") is None:
+        data["strategy"] = {"kind": "optuna"}
     strategy = data.get("strategy")
     if isinstance(strategy, dict) and isinstance(strategy.get("evaluator"), dict):
         strategy["evaluator"].setdefault("kind", "supernet")
+    if isinstance(strategy, dict) and strategy.get("kind") in ("optuna", "random"):
+        if strategy.get("study_name") is None:
+            name = data.get("name")
+            strategy["study_name"] = name if isinstance(name, str) and name else "run"
     return data
 
 

@@ -8,16 +8,31 @@ when given, trained weights. :func:`load_exported` reads any export back.
 
 Formats:
     ``yaml``: the architecture file (no weights).
-    ``state_dict``: ``NAME.pt`` with the folded model's state_dict and the architecture, plus
-        ``NAME.yaml`` beside it; load = build_model -> fold -> load_state_dict.
-    ``torchscript``: ``NAME.torchscript.pt``, the folded model traced at the space's input shape
-        (``torch.jit.trace``, deprecated by PyTorch but still the format C++/mobile loaders take).
-    ``onnx``: ``NAME.onnx`` (legacy exporter, dynamic batch axis); needs the ``onnx`` extra.
+    ``state_dict``: ``NAME.pt``, a plain ``torch.save``'d state dict of the (unfolded) network
+        ``build_model`` builds, plus ``NAME.yaml`` beside it; load it with
+        ``model = build_model(load_architecture("NAME.yaml")); model.load_state_dict(
+        torch.load("NAME.pt"))``.
+    ``torchscript``: ``NAME.torchscript.pt``, the folded :class:`ExportedModel` traced at the
+        space's input shape (``torch.jit.trace``, deprecated by PyTorch but still the format
+        C++/mobile loaders take).
+    ``onnx``: ``NAME.onnx`` (legacy exporter, dynamic batch axis) with the input normalisation
+        in its ``metadata_props``; needs the ``onnx`` extra.
+
+The ``model.pt`` of ``convnas train`` is a sealed checkpoint (:func:`convnas.io.save_checkpoint`:
+SHA-256-checked, read with :func:`load_trained` or :func:`load_exported`), not a state dict.
+
+Input normalisation: a network is trained on ``(pixels / pixel_max - mean) / std``, with the
+``mean``, ``std`` and ``input_shape`` a search records in ``metadata.data``. The TorchScript
+module and :func:`load_exported`'s module carry them as buffers ``input_mean``, ``input_std``
+(``[C]``), ``input_shape`` (``[C, H, W]``) and ``normalizes_input``. By default they expect
+normalised input, as in training; with ``normalize=True`` (``convnas export --normalize``)
+they take raw pixels in [0, 1] and normalise them first.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import pathlib
 import tempfile
@@ -43,12 +58,15 @@ from convnas.search_space import Architecture, build_model, load_architecture
 
 __all__ = [
     "FORMATS",
+    "ExportedModel",
     "build_seeded",
     "deploy_model",
     "example_input",
     "export_architecture",
+    "input_normalisation",
     "load_exported",
     "load_trained",
+    "load_weights",
     "run_architectures",
     "save_trained",
 ]
@@ -83,6 +101,82 @@ def build_seeded(arch: Architecture, seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(arch)
+
+
+def input_normalisation(
+    arch: Architecture,
+) -> tuple[list[int], list[float] | None, list[float] | None]:
+    """``(input_shape, mean, std)`` the network was trained with (``metadata.data``).
+
+    ``mean`` and ``std`` are ``None`` when the architecture records no normalisation (data
+    without one, or a file written before searches recorded it).
+    """
+    data = arch.metadata.get("data") or {}
+    shape = data.get("input_shape") or arch.settings.get("input_shape") or []
+    mean, std = data.get("mean"), data.get("std")
+    return (
+        [int(s) for s in shape],
+        None if mean is None else [float(v) for v in mean],
+        None if std is None else [float(v) for v in std],
+    )
+
+
+class ExportedModel(nn.Module):
+    """A deploy network with its input contract, as exports and :func:`load_exported` give it.
+
+    Buffers (kept by TorchScript): ``input_shape`` (int64 ``[C, H, W]`` of one image),
+    ``input_mean`` and ``input_std`` (float32 ``[C]``, the training normalisation; 0 and 1 when
+    the data was not normalised), ``normalizes_input`` (bool: ``forward`` takes raw pixels in
+    [0, 1] and applies ``(x - input_mean) / input_std`` itself).
+
+    Args:
+        network: the folded deploy network.
+        input_shape: ``(C, H, W)``.
+        mean: per-channel mean of pixels in [0, 1], or ``None`` for no normalisation.
+        std: matching standard deviations, or ``None``.
+        normalize: normalise in ``forward`` (raw [0, 1] input); default: expect normalised input.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        input_shape: list[int] | tuple[int, ...],
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(input_shape) != 3:
+            raise ArchitectureError(f"input_shape must be [C, H, W], but got {input_shape!r}")
+        channels = int(input_shape[0])
+        mean_t = torch.tensor(mean if mean is not None else [0.0] * channels)
+        std_t = torch.tensor(std if std is not None else [1.0] * channels)
+        if mean_t.numel() != channels or std_t.numel() != channels or bool((std_t <= 0).any()):
+            raise ArchitectureError(
+                f"metadata.data mean and std need {channels} entries and std > 0, "
+                f"but got mean={mean}, std={std}"
+            )
+        self.network = network
+        self.normalize = bool(normalize)
+        self.register_buffer("input_shape", torch.tensor([int(s) for s in input_shape]))
+        self.register_buffer("input_mean", mean_t.float())
+        self.register_buffer("input_std", std_t.float())
+        self.register_buffer("normalizes_input", torch.tensor(self.normalize))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            mean, std = torch.as_tensor(self.input_mean), torch.as_tensor(self.input_std)
+            x = (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        return self.network(x)
+
+    def extra_repr(self) -> str:
+        return f"normalize={self.normalize}"
+
+
+def _exported(deploy: nn.Module, arch: Architecture, normalize: bool) -> ExportedModel:
+    shape, mean, std = input_normalisation(arch)
+    return ExportedModel(deploy, input_shape=shape, mean=mean, std=std, normalize=normalize).eval()
 
 
 def deploy_model(model: nn.Module) -> nn.Module:
@@ -144,11 +238,14 @@ def export_architecture(
     state_dict: Mapping[str, Any] | None = None,
     name: str = "model",
     seed: int = 0,
+    normalize: bool = False,
 ) -> pathlib.Path:
     """Export ``arch`` (with trained ``state_dict`` of the unfolded model, if given) as ``fmt``.
 
     Without ``state_dict`` the weights are freshly initialised from ``seed``, so the export
-    equals ``deploy_model(build_seeded(arch, seed))``.
+    equals ``deploy_model(build_seeded(arch, seed))``. ``normalize`` makes the TorchScript and
+    ONNX graphs take raw pixels in [0, 1] (see :class:`ExportedModel`); a ``state_dict`` export
+    is the bare network's and always expects normalised input.
 
     Returns:
         The path of the written file, ``out_dir/NAME<suffix>``.
@@ -168,14 +265,15 @@ def export_architecture(
     model = build_seeded(arch, seed)
     if state_dict is not None:
         _load_state(model, state_dict, "the given state_dict")
-    deploy = deploy_model(model)
     if fmt == "state_dict":
-        state = {k: v.detach().cpu() for k, v in deploy.state_dict().items()}
-        save_checkpoint(
-            path, {"kind": DEPLOY_KIND, "architecture": arch.to_dict(), "state_dict": state}
-        )
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
         arch.save(path.with_suffix(".yaml"))
-    elif fmt == "torchscript":
+        logger.info("exported %s as %s to %s", name, fmt, path)
+        return path
+    deploy = _exported(deploy_model(model), arch, normalize)
+    if fmt == "torchscript":
         atomic_write_bytes(path, _torchscript_bytes(deploy, arch))
     else:
         atomic_write_bytes(path, _onnx_bytes(deploy, arch))
@@ -249,9 +347,15 @@ def _onnx_bytes(deploy: nn.Module, arch: Architecture) -> bytes:
                 f"ONNX export of the folded model failed ({type(exc).__name__}: {exc}); "
                 f"operators used: {sorted(arch.ops_used())}"
             ) from exc
-        data = target.read_bytes()
-    onnx.checker.check_model(onnx.load_from_string(data))
-    return data
+        proto = onnx.load(str(target))
+    shape, mean, std = input_normalisation(arch)
+    meta: dict[str, Any] = {"input_shape": shape, "input_mean": mean, "input_std": std}
+    meta["normalizes_input"] = bool(getattr(deploy, "normalize", False))
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.checker.check_model(proto)
+    return bytes(proto.SerializeToString())
 
 
 def _is_torchscript(path: pathlib.Path) -> bool:
@@ -261,10 +365,13 @@ def _is_torchscript(path: pathlib.Path) -> bool:
         return any("/code/" in n or n.endswith("constants.pkl") for n in archive.namelist())
 
 
-def load_exported(path: str | pathlib.Path) -> nn.Module:
-    """Load an export written by :func:`export_architecture` (yaml, state_dict, TorchScript).
+def load_exported(path: str | pathlib.Path, *, normalize: bool = False) -> nn.Module:
+    """Load an export (yaml, state_dict, TorchScript) or a ``model.pt`` of ``convnas train``.
 
-    A YAML file gives the folded model with fresh weights. ONNX files are for ONNX runtimes.
+    Returns an eval-mode :class:`ExportedModel` around the folded network (``normalize``: it
+    takes raw pixels in [0, 1]), or the TorchScript module as it was exported. A YAML file gives
+    fresh weights; a state-dict ``NAME.pt`` needs its ``NAME.yaml`` beside it. ONNX files are
+    for ONNX runtimes.
 
     Raises:
         CheckpointError: the file is missing or not a convnas export.
@@ -273,23 +380,69 @@ def load_exported(path: str | pathlib.Path) -> nn.Module:
     if not path.is_file():
         raise CheckpointError(f"export not found: {path}")
     if path.suffix in (".yaml", ".yml", ".json"):
-        return deploy_model(build_model(load_architecture(path)))
+        arch = load_architecture(path)
+        return _exported(deploy_model(build_model(arch)), arch, normalize)
     if path.suffix == ".onnx":
         raise CheckpointError(f"{path} is an ONNX model: load it with an ONNX runtime")
     if _is_torchscript(path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.load(str(path), map_location="cpu").eval()
+    plain = _plain_state_dict(path)
+    if plain is not None:
+        arch_file = path.with_suffix(".yaml")
+        if not arch_file.is_file():
+            raise CheckpointError(
+                f"{path} is a plain state dict; its architecture {arch_file} must lie beside it"
+            )
+        arch = load_architecture(arch_file)
+        model = build_model(arch)
+        _load_state(model, plain, path)
+        return _exported(deploy_model(model), arch, normalize)
     state = load_checkpoint(path)
     if state.get("kind") == TRAINED_KIND:
-        return deploy_model(load_trained(path)[0])
-    if state.get("kind") != DEPLOY_KIND:
+        model, arch = load_trained(path)
+        return _exported(deploy_model(model), arch, normalize)
+    if state.get("kind") != DEPLOY_KIND:  # DEPLOY_KIND: state_dict exports before plain ones
         raise CheckpointError(
             f"{path} is not a convnas export (kind {DEPLOY_KIND!r}), but kind {state.get('kind')!r}"
         )
-    model = deploy_model(build_model(Architecture.from_dict(state["architecture"])))
+    arch = Architecture.from_dict(state["architecture"])
+    model = deploy_model(build_model(arch))
     _load_state(model, state["state_dict"], path)
-    return model.eval()
+    return _exported(model, arch, normalize)
+
+
+def _plain_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor] | None:
+    """The file's ``{name: tensor}`` when it is a plain state dict, else ``None``."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises many types; load_checkpoint then names the problem
+        return None
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    return None
+
+
+def load_weights(path: str | pathlib.Path, arch: Architecture) -> dict[str, torch.Tensor]:
+    """The unfolded state dict of ``arch`` in ``path``: a trained ``model.pt`` or a plain one.
+
+    Raises:
+        CheckpointError: unreadable, or a ``model.pt`` of another network.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights not found: {path}")
+    plain = _plain_state_dict(path)
+    if plain is not None:
+        return plain
+    model, trained = load_trained(path)
+    if not trained.same_network(arch):
+        raise CheckpointError(
+            f"{path} holds weights of another network than the architecture given; pass the "
+            "architecture.yaml beside it, or --weights alone"
+        )
+    return model.state_dict()
 
 
 def run_architectures(
@@ -325,14 +478,14 @@ def run_architectures(
 
 
 def _study_architecture(run_dir: pathlib.Path, number: int) -> Architecture:
-    from convnas.strategies.optuna.resume import open_study_readonly
+    from convnas.strategies.optuna.resume import open_study_readonly, run_study_name
 
     config = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
     strategy = (config or {}).get("strategy") or {}
     url = strategy.get("storage") or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///") :]).is_file():
         raise ConfigError(f"trial {number}: {run_dir} has neither its Pareto file nor a study.db")
-    name = strategy.get("study_name") or "convnas"
+    name = run_study_name(run_dir, strategy.get("storage"), strategy.get("study_name") or "convnas")
     # Read-only: nothing is created wherever the run's config points (a journal that is not
     # there is an error, a database's tables are not made).
     study = open_study_readonly(str(url), str(name))

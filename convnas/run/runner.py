@@ -254,6 +254,7 @@ def run_search(config: Config, *, resume: bool = False, workers: int = 1) -> Sea
         )
     run_dir = config.run_dir()
     check_writable_run_dir(run_dir)
+    config = _legacy_study(config, run_dir)
     # Under torchrun every process runs this function; only rank 0 writes run files.
     is_main = int(os.environ.get("RANK", "0")) == 0
     info = collect_run_info(config)
@@ -280,6 +281,21 @@ def run_search(config: Config, *, resume: bool = False, workers: int = 1) -> Sea
         )
         write_json(run_dir / "run_info.json", info)
         return _run_locked(config, strategy, space, data, run_dir, resume, workers, info)
+
+
+def _legacy_study(config: Config, run_dir: pathlib.Path) -> Config:
+    """``config`` naming the study a run made before per-run study names holds (``convnas``)."""
+    strategy = config.strategy
+    if strategy.kind not in ("optuna", "random"):
+        return config
+    from convnas.strategies.optuna.resume import run_study_name
+
+    settings = strategy.model_dump()
+    name = run_study_name(run_dir, settings["storage"], settings["study_name"])
+    if name == settings["study_name"]:
+        return config
+    logger.info("continuing the run's study %r (named before studies took the run's name)", name)
+    return config.model_copy(update={"strategy": strategy.model_copy(update={"study_name": name})})
 
 
 def _run_locked(config, strategy, space, data, run_dir, resume, workers, info) -> SearchResult:

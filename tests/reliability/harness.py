@@ -165,7 +165,9 @@ class Audit:
         return sum(self.states.values())
 
 
-def open_study(url: str, study_name: str = "convnas") -> Any:
+def open_study(url: str, study_name: str | None = None) -> Any:
+    """The study ``study_name`` in ``url``; by default the storage's only study (a run's study
+    is named after the run)."""
     import optuna
 
     from convnas.strategies.optuna import OptunaSettings, make_storage

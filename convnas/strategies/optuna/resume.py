@@ -19,7 +19,16 @@ from typing import Any
 from convnas.errors import ConfigError
 from convnas.strategies.optuna.settings import import_optuna
 
-__all__ = ["check_resume", "open_study_readonly", "sqlite_problem"]
+__all__ = [
+    "LEGACY_STUDY_NAME",
+    "check_resume",
+    "open_study_readonly",
+    "run_study_name",
+    "sqlite_problem",
+]
+
+# Every study was named this before studies took their run's name.
+LEGACY_STUDY_NAME = "convnas"
 
 
 def hot_journal(path: pathlib.Path) -> bool:
@@ -92,6 +101,31 @@ def open_study_readonly(url: str, study_name: str) -> Any:
         raise ConfigError(
             f"the storage {url} holds no study named {study_name!r}", key="strategy.study_name"
         ) from None
+
+
+def sqlite_study_names(path: pathlib.Path) -> list[str]:
+    """The study names in the SQLite study ``path`` (read-only; ``[]`` when unreadable)."""
+    try:
+        con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
+        try:
+            return [r[0] for r in con.execute("SELECT study_name FROM studies")]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return []
+
+
+def run_study_name(run_dir: pathlib.Path, storage: str | None, study_name: str) -> str:
+    """The name of the study to continue in ``run_dir``'s own ``study.db``.
+
+    A run made before studies were named after their run holds one study named ``"convnas"``
+    and none named ``study_name``: that one is the run's study. Otherwise ``study_name``.
+    """
+    db = run_dir / "study.db"
+    if storage is not None or study_name == LEGACY_STUDY_NAME or not db.is_file():
+        return study_name
+    names = sqlite_study_names(db)
+    return LEGACY_STUDY_NAME if names == [LEGACY_STUDY_NAME] else study_name
 
 
 def _snapshot(path: pathlib.Path) -> pathlib.Path:
