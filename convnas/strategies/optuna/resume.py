@@ -31,11 +31,23 @@ __all__ = [
 LEGACY_STUDY_NAME = "convnas"
 
 
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # a rollback journal's first 8 bytes
+
+
 def hot_journal(path: pathlib.Path) -> bool:
     """Whether a writer killed mid-transaction left a journal that SQLite must roll back (a
     read-only connection cannot)."""
     journal, wal = path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")
-    return (journal.is_file() and journal.stat().st_size > 0) or wal.is_file()
+    if wal.is_file():
+        return True
+    try:
+        with open(journal, "rb") as f:
+            header = f.read(8)
+    except OSError:
+        return False
+    # A committed transaction leaves at most a journal whose header SQLite zeroed (or a
+    # truncated one); only a journal that still begins with the magic must be rolled back.
+    return header == _JOURNAL_MAGIC
 
 
 def sqlite_problem(path: pathlib.Path, *, recover: bool = False) -> str | None:
