@@ -12,6 +12,33 @@ from convnas.strategies.optuna import OptunaStrategy
 from convnas.strategies.optuna.progress_log import ProgressLog, duration
 
 
+def _tiny_problem():
+    data = load_dataset(
+        "synthetic", num_classes=4, input_shape=(3, 8, 8), size=64, seed=0, val_fraction=0.25
+    )
+    space = get_space(
+        "resnet",
+        candidates=["conv_3x3", "c2sp"],
+        depth=8,
+        widths=[4, 4, 4],
+        num_classes=4,
+        input_shape=[3, 8, 8],
+    )
+    return space, data
+
+
+def _tiny_strategy(*, progress: bool) -> OptunaStrategy:
+    return OptunaStrategy(
+        n_trials=3,
+        objectives=["accuracy", "params"],
+        evaluator="supernet",
+        evaluator_settings={"epochs": 1, "batch_size": 16, "steps_per_epoch": 1},
+        progress=progress,
+        device="cpu",
+        population_size=2,
+    )
+
+
 def test_lines_come_at_most_every_interval_and_at_the_end():
     now = [0.0]
     log = ProgressLog(10, label="one-shot ", interval=30, clock=lambda: now[0])
@@ -32,28 +59,9 @@ def test_lines_come_at_most_every_interval_and_at_the_end():
 
 def test_a_search_without_a_terminal_logs_trial_lines(tmp_path, caplog):
     pytest.importorskip("optuna")
-    data = load_dataset(
-        "synthetic", num_classes=4, input_shape=(3, 8, 8), size=64, seed=0, val_fraction=0.25
-    )
-    space = get_space(
-        "resnet",
-        candidates=["conv_3x3", "c2sp"],
-        depth=8,
-        widths=[4, 4, 4],
-        num_classes=4,
-        input_shape=[3, 8, 8],
-    )
-    strategy = OptunaStrategy(
-        n_trials=3,
-        objectives=["accuracy", "params"],
-        evaluator="supernet",
-        evaluator_settings={"epochs": 1, "batch_size": 16, "steps_per_epoch": 1},
-        progress=True,
-        device="cpu",
-        population_size=2,
-    )  # pytest's captured stderr is not a terminal
+    strategy = _tiny_strategy(progress=True)  # pytest's captured stderr is not a terminal
     with caplog.at_level(logging.INFO, logger="convnas.progress"):
-        strategy.search(space, data, tmp_path)
+        strategy.search(*_tiny_problem(), tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.name == "convnas.progress"]
     assert lines and lines[-1].startswith("trials 3/3; best one-shot accuracy")
 
@@ -70,24 +78,5 @@ def test_trials_csv_follows_the_study_while_it_runs(tmp_path, monkeypatch):
         return original(path, trials, objectives)
 
     monkeypatch.setattr("convnas.strategies.optuna.strategy.write_trials_csv", recording)
-    data = load_dataset(
-        "synthetic", num_classes=4, input_shape=(3, 8, 8), size=64, seed=0, val_fraction=0.25
-    )
-    space = get_space(
-        "resnet",
-        candidates=["conv_3x3", "c2sp"],
-        depth=8,
-        widths=[4, 4, 4],
-        num_classes=4,
-        input_shape=[3, 8, 8],
-    )
-    OptunaStrategy(
-        n_trials=3,
-        objectives=["accuracy", "params"],
-        evaluator="supernet",
-        evaluator_settings={"epochs": 1, "batch_size": 16, "steps_per_epoch": 1},
-        progress=False,
-        device="cpu",
-        population_size=2,
-    ).search(space, data, tmp_path)
+    _tiny_strategy(progress=False).search(*_tiny_problem(), tmp_path)
     assert seen[:1] == [0] and 1 in seen and 2 in seen  # rewritten as trials end
