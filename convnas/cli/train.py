@@ -20,6 +20,41 @@ HELP = "retrain architecture files (or a run's Pareto front) from scratch; repor
 
 logger = logging.getLogger(__name__)
 
+RECIPES: dict[str, dict[str, Any]] = {
+    "plain": {
+        "epochs": 30,
+        "batch_size": 128,
+        "lr": 0.05,
+        "weight_decay": 5e-4,
+        "drop_path": 0.0,
+        "auxiliary_weight": 0.0,
+        "cutout": 0,
+        "grad_clip": None,
+    },
+    # DARTS cnn/train.py (Liu et al., 2019): the settings of its CIFAR-10 evaluation.
+    "darts": {
+        "epochs": 600,
+        "batch_size": 96,
+        "lr": 0.025,
+        "weight_decay": 3e-4,
+        "drop_path": 0.2,
+        "auxiliary_weight": 0.4,
+        "cutout": 16,
+        "grad_clip": 5.0,
+    },
+}
+
+
+def _show(value: Any) -> str:
+    return "off" if value is None else str(value)
+
+
+def resolve_recipe(args: argparse.Namespace) -> None:
+    """Fill every training flag not given from ``--recipe``'s settings (in place)."""
+    for key, value in RECIPES[args.recipe].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -51,12 +86,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit-test", type=int, help="at most this many test images (default: the search's)"
     )
     parser.add_argument("--no-augment", action="store_true", help="no training augmentation")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    parser.add_argument("--lr", type=float, default=0.05, help="initial SGD lr (default: 0.05)")
     parser.add_argument(
-        "--weight-decay", type=float, default=5e-4, help="SGD weight decay (default: 5e-4)"
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="plain",
+        help="training recipe: 'darts' is DARTS' CIFAR evaluation protocol (600 epochs, batch "
+        "96, lr 0.025, wd 3e-4, drop-path 0.2, auxiliary weight 0.4, cutout 16, grad clip 5) "
+        "for the flags not given (default: plain)",
     )
+    for flag, kind, text in (
+        ("--epochs", int, "training epochs"),
+        ("--batch-size", int, "batch size"),
+        ("--lr", float, "initial SGD lr (cosine schedule)"),
+        ("--weight-decay", float, "SGD weight decay"),
+        (
+            "--drop-path",
+            float,
+            "DARTS drop-path probability (grows linearly from 0 over the epochs)",
+        ),
+        ("--auxiliary-weight", float, "weight of the DARTS auxiliary head's loss (0: none)"),
+        ("--cutout", int, "side of the cutout square in pixels (0: none)"),
+        ("--grad-clip", float, "clip the gradient norm at this value"),
+    ):
+        key = flag[2:].replace("-", "_")
+        plain, darts = RECIPES["plain"][key], RECIPES["darts"][key]
+        parser.add_argument(
+            flag,
+            type=kind,
+            help=f"{text} (default: {_show(plain)}; with --recipe darts: {_show(darts)})",
+        )
     parser.add_argument(
         "--seed", type=int, default=0, help="seeds the weights and batch order (default: 0)"
     )
@@ -154,7 +212,24 @@ def data_arguments(arch: Any, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def recipe_of(args: argparse.Namespace) -> Any:
+    """The :class:`~convnas.strategies.recipe.Recipe` of the flags; errors name the flag."""
+    from convnas.strategies.recipe import Recipe
+
+    try:
+        return Recipe(
+            drop_path=args.drop_path,
+            auxiliary_weight=args.auxiliary_weight,
+            cutout=args.cutout,
+            grad_clip=args.grad_clip,
+        )
+    except ConfigError as exc:
+        flag = "--" + str(exc.key).replace("_", "-")
+        raise ConfigError(f"{flag} {str(exc).partition(': ')[2]}") from None
+
+
 def _check(args: argparse.Namespace, files: list[pathlib.Path]) -> None:
+    recipe_of(args)
     if args.val_fraction is not None and not 0 < args.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in (0, 1), but got {args.val_fraction}")
     for flag in ("seed", "data_seed"):
@@ -205,6 +280,7 @@ def train_one(path: pathlib.Path, args: argparse.Namespace, cache: dict) -> dict
         device=args.device,
         evaluate_test=True,
         show_progress=not args.no_progress,
+        recipe=recipe_of(args),
     )
     out = args.out or default_out(path)
     metrics = {
@@ -233,6 +309,8 @@ def train_one(path: pathlib.Path, args: argparse.Namespace, cache: dict) -> dict
             "lr": args.lr,
             "weight_decay": args.weight_decay,
             "seed": args.seed,
+            "recipe": args.recipe,
+            **recipe_of(args).to_dict(),
         },
     }
     write_json(out / "train_result.json", record)
@@ -241,6 +319,7 @@ def train_one(path: pathlib.Path, args: argparse.Namespace, cache: dict) -> dict
 
 def run(args: argparse.Namespace) -> int:
     files = expand(list(args.archs))
+    resolve_recipe(args)
     _check(args, files)
     cache: dict[str, Any] = {}
     records = []

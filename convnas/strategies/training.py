@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Iterable
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnas.errors import ConfigError, TrainingDivergedError
+from convnas.strategies.recipe import Recipe, apply_cutout, auxiliary_tap, drop_path_hooks
 from convnas.strategies.rules import (
     FRACTION,
     NON_NEGATIVE,
@@ -124,11 +126,14 @@ def train_model(
     evaluate_test: bool = False,
     show_progress: bool = False,
     on_epoch: Any = None,
+    recipe: Recipe | None = None,
 ) -> TrainResult:
     """Train with SGD + cosine schedule on ``data.train``; score on ``data.val`` (and test).
 
     Args:
         on_epoch: optional ``callback(epoch, val_accuracy)``; it may raise to stop (pruning).
+        recipe: drop-path, auxiliary head, cutout, gradient clipping
+            (:mod:`convnas.strategies.recipe`; all off by default).
 
     Raises:
         TrainingDivergedError: the loss became NaN or infinite.
@@ -146,56 +151,74 @@ def train_model(
         if not test(value):
             raise ConfigError(f"must be {rule}, but got {value!r}", key=key)
     require_one_batch(len(data.train), batch_size, key="batch_size")
+    recipe = recipe or Recipe()
     dev = resolve_device(device)
     model.to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
-    )
-    loaders = [
-        make_loader(data.train, batch_size, shuffle=True, seed=seed + e, drop_last=True)
-        for e in range(epochs)
-    ]
-    per_epoch = len(loaders[0]) if max_steps is None else min(len(loaders[0]), max_steps)
-    total_steps = max(1, per_epoch * epochs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps)
-    history, step = [], 0
-    val_loader = make_loader(data.val, max(batch_size, 256), shuffle=False, seed=seed)
-    val_loss, val_acc = math.nan, math.nan
-    for epoch in range(epochs):
-        model.train()
-        seen, loss_sum = 0, 0.0
-        bar = progress(
-            loaders[epoch],
-            enabled=show_progress,
-            total=per_epoch,
-            desc=f"train epoch {epoch + 1}/{epochs}",
+    # Cutout and drop-path draws: their own stream, so the batch order is the same with or
+    # without them.
+    draws = torch.Generator().manual_seed(seed * 1_000_003 + 17)
+    with contextlib.ExitStack() as stack:
+        drop = stack.enter_context(drop_path_hooks(model, draws)) if recipe.drop_path else None
+        aux = None
+        if recipe.auxiliary_weight:
+            aux = stack.enter_context(auxiliary_tap(model, data.num_classes, data.input_shape))
+        params = [p for p in model.parameters() if p.requires_grad]
+        if aux is not None:
+            params += list(aux[0].parameters())
+        opt = torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
         )
-        for i, (x, y) in enumerate(bar):
-            if i >= per_epoch:
-                break
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            loss = F.cross_entropy(model(x), y)
-            check_finite(loss, f"training (epoch {epoch + 1}, step {i + 1})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            seen += int(y.numel())
-            loss_sum += float(loss.detach()) * int(y.numel())
-        val_loss, val_acc = evaluate(model, val_loader, dev)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum / max(seen, 1),
-                "val_loss": val_loss,
-                "val_accuracy": val_acc,
-            }
-        )
-        logger.debug("epoch %d: %s", epoch + 1, history[-1])
-        if on_epoch is not None:
-            on_epoch(epoch, val_acc)
+        loaders = [
+            make_loader(data.train, batch_size, shuffle=True, seed=seed + e, drop_last=True)
+            for e in range(epochs)
+        ]
+        per_epoch = len(loaders[0]) if max_steps is None else min(len(loaders[0]), max_steps)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, per_epoch * epochs))
+        history, step = [], 0
+        val_loader = make_loader(data.val, max(batch_size, 256), shuffle=False, seed=seed)
+        val_loss, val_acc = math.nan, math.nan
+        for epoch in range(epochs):
+            model.train()
+            if drop is not None:
+                drop.prob = recipe.drop_path * epoch / epochs  # DARTS' linear schedule
+            seen, loss_sum = 0, 0.0
+            bar = progress(
+                loaders[epoch],
+                enabled=show_progress,
+                total=per_epoch,
+                desc=f"train epoch {epoch + 1}/{epochs}",
+            )
+            for i, (x, y) in enumerate(bar):
+                if i >= per_epoch:
+                    break
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                x = apply_cutout(x, recipe.cutout, draws)
+                loss = F.cross_entropy(model(x), y)
+                if aux is not None:
+                    head, tap = aux
+                    loss = loss + recipe.auxiliary_weight * F.cross_entropy(head(tap.value), y)
+                check_finite(loss, f"training (epoch {epoch + 1}, step {i + 1})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+                opt.step()
+                sched.step()
+                step += 1
+                seen += int(y.numel())
+                loss_sum += float(loss.detach()) * int(y.numel())
+            val_loss, val_acc = evaluate(model, val_loader, dev)
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": loss_sum / max(seen, 1),
+                    "val_loss": val_loss,
+                    "val_accuracy": val_acc,
+                }
+            )
+            logger.debug("epoch %d: %s", epoch + 1, history[-1])
+            if on_epoch is not None:
+                on_epoch(epoch, val_acc)
     test_acc = None
     if evaluate_test and getattr(data, "test", None) is not None:
         test_loader = make_loader(data.test, max(batch_size, 256), shuffle=False, seed=seed)

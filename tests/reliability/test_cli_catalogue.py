@@ -223,6 +223,10 @@ TRAIN_CASES = [
     ("epochs-0", ["--epochs", "0"], ("epochs",)),
     ("seed-negative", ["--seed", "-1"], ("--seed",)),
     ("out-is-a-file", ["--out", "{tmp}/afile"], ("--out", "existing file")),
+    ("drop-path-1", ["--drop-path", "1"], ("--drop-path", "[0, 1)")),
+    ("cutout-negative", ["--cutout", "-1"], ("--cutout",)),
+    ("drop-path-on-a-resnet", ["--drop-path", "0.2"], ("DARTS cell networks",)),
+    ("auxiliary-on-a-resnet", ["--recipe", "darts"], ("DARTS cell networks",)),
 ]
 
 
