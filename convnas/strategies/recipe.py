@@ -126,12 +126,8 @@ def drop_path_hooks(model: nn.Module, generator: torch.Generator) -> Iterator[_D
     Yields the hook; set its ``prob`` (DARTS: ``drop_path * epoch / epochs``).
     """
     hook = _DropPath(generator)
-    handles = [
-        edge.register_forward_hook(hook)
-        for cell in _cells(model)
-        for edge in cell.edges.values()
-        if not isinstance(edge, nn.Identity)
-    ]
+    edges: list[nn.Module] = [e for cell in _cells(model) for e in cell.edges.values()]  # type: ignore[operator]
+    handles = [e.register_forward_hook(hook) for e in edges if not isinstance(e, nn.Identity)]
     try:
         yield hook
     finally:
