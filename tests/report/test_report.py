@@ -287,10 +287,15 @@ PROBE = """<script>window.addEventListener("load", function () {
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no chromium/chromium-browser/google-chrome")
-def test_report_opens_in_headless_chromium_with_every_image(optuna_run, tmp_path):
-    report = write_report(optuna_run)
+@pytest.mark.parametrize("which", ["optuna", "darts"])
+def test_report_opens_in_headless_chromium_with_every_image(which, optuna_run, darts_run, tmp_path):
+    run = optuna_run if which == "optuna" else darts_run
+    report = write_report(run)
+    text = report.read_text()
+    images = len(re.findall(r"<img\b", text))
+    assert images >= 4, f"the {which} report embeds only {images} image(s)"
     probe = tmp_path / "probe.html"  # the report plus a script that records each image's state
-    probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
+    probe.write_text(text.replace("</body>", PROBE + "</body>"))
     out = subprocess.run(
         [
             _chromium(),
@@ -310,7 +315,9 @@ def test_report_opens_in_headless_chromium_with_every_image(optuna_run, tmp_path
     match = re.search(r'data-images-loaded="([^"]*)"', out.stdout)
     assert match, out.stderr[-2000:]
     loaded = json.loads(match.group(1).replace("&quot;", '"'))
-    assert len(loaded) == 4 and all(loaded)
+    assert len(loaded) == images and all(loaded), loaded  # every image decoded by the browser
+    if which == "darts":  # the genotype and the cell diagrams survive the browser's parser
+        assert "Genotype(" in out.stdout and "normal" in out.stdout and "reduce" in out.stdout
 
 
 def test_an_optuna_report_says_what_its_accuracy_is_and_shows_supernet_training(optuna_run):
