@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=30, help="trials per search (both samplers)")
     p.add_argument("--population", type=int, default=10, help="NSGA-II population size")
     p.add_argument("--supernet-epochs", type=int, default=10, help="supernet training epochs")
+    p.add_argument("--sampling", default="uniform", help="supernet path sampling: uniform, fair")
+    p.add_argument("--schedule", default="constant", help="supernet lr: constant, cosine")
+    p.add_argument("--warmup-epochs", type=int, default=0, help="supernet warm-up epochs")
+    p.add_argument("--bn-batches", type=int, default=4, help="BN recalibration batches")
     p.add_argument("--epochs", type=int, default=3, help="stand-alone retraining epochs")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (supernet and retrain)")
     p.add_argument("--lr", type=float, default=0.05, help="stand-alone learning rate")
@@ -108,7 +112,10 @@ def search_config(args: argparse.Namespace, seed: int, sampler: str) -> dict[str
             "epochs": args.supernet_epochs,
             "batch_size": args.batch_size,
             "lr": 0.05,
-            "bn_batches": 4,
+            "bn_batches": args.bn_batches,
+            "sampling": args.sampling,
+            "schedule": args.schedule,
+            "warmup_epochs": args.warmup_epochs,
         },
     }
     if sampler == "nsga2":
@@ -261,7 +268,9 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     lines = [
         f"Fashion-MNIST, {args.subset} images (80/20 train/val), resnet depth 8 16/32/64, "
         f"{len(args.candidates)} candidates; {args.trials} trials per search, supernet "
-        f"{args.supernet_epochs} epoch(s); stand-alone {args.epochs} epoch(s)"
+        f"{args.supernet_epochs} epoch(s) ({args.sampling} sampling, {args.schedule} lr, "
+        f"{args.warmup_epochs} warm-up, {args.bn_batches} BN batches); stand-alone "
+        f"{args.epochs} epoch(s)"
         + (f", max {args.max_steps} steps/epoch" if args.max_steps else ""),
         "",
         "Retrained Pareto fronts (params vs stand-alone val accuracy), shared normalisation",
