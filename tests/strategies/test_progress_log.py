@@ -7,24 +7,16 @@ import logging
 import pytest
 
 from convnas.data import load_dataset
-from convnas.search_space import get_space
 from convnas.strategies.optuna import OptunaStrategy
 from convnas.strategies.optuna.progress_log import ProgressLog, duration
+from tests.strategies.tiny import tiny_space
 
 
 def _tiny_problem():
     data = load_dataset(
         "synthetic", num_classes=4, input_shape=(3, 8, 8), size=64, seed=0, val_fraction=0.25
     )
-    space = get_space(
-        "resnet",
-        candidates=["conv_3x3", "c2sp"],
-        depth=8,
-        widths=[4, 4, 4],
-        num_classes=4,
-        input_shape=[3, 8, 8],
-    )
-    return space, data
+    return tiny_space(), data
 
 
 def _tiny_strategy(*, progress: bool) -> OptunaStrategy:

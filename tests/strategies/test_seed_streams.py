@@ -9,21 +9,14 @@ from convnas.data import load_dataset
 from convnas.errors import ConfigError
 from convnas.run.config import parse_config
 from convnas.run.runner import load_data
-from convnas.search_space import get_space
 from convnas.seeding import stream_seed
 from convnas.strategies.evaluators import SupernetEvaluator
 from convnas.strategies.optuna.settings import OptunaSettings, make_sampler
+from tests.strategies.tiny import tiny_space
 
 
 def _space():
-    return get_space(
-        "resnet",
-        candidates=["conv_3x3", "c2sp"],
-        depth=8,
-        widths=[4, 4, 4],
-        num_classes=4,
-        input_shape=[3, 8, 8],
-    )
+    return tiny_space()
 
 
 @pytest.fixture(scope="module")
