@@ -199,11 +199,15 @@ def test_heartbeat_beats_while_the_block_runs_and_stops_after_it(tmp_path, kind)
         first = attrs()  # the first beat and the worker are on record before the work starts
         assert first[heartbeat.WORKER_ATTR] == "here:1"
         assert first[heartbeat.BEAT_ATTR] >= before
-        time.sleep(0.5)
+        # Outlive the grace period counted from the first beat: only the later beats keep the
+        # trial fresh. The grace period is 40 intervals, so a loaded CI machine that stalls the
+        # beating thread for a while does not make this fail (it did at 6 intervals).
+        grace = 2.0
+        time.sleep(grace + 0.3)
         later = attrs()[heartbeat.BEAT_ATTR]
-        assert later > first[heartbeat.BEAT_ATTR]
-        # A beating trial is not stale, however short the grace period.
-        assert heartbeat.StaleTrialReaper(grace_period=0.3, max_retry=3)(study) == []
+        assert later > first[heartbeat.BEAT_ATTR] + 0.3
+        assert time.time() - first[heartbeat.BEAT_ATTR] > grace
+        assert heartbeat.StaleTrialReaper(grace_period=grace, max_retry=3)(study) == []
         thread = beating._thread
     assert thread is not None and not thread.is_alive()
     last = attrs()[heartbeat.BEAT_ATTR]
@@ -216,8 +220,9 @@ def test_heartbeat_stops_quietly_when_another_worker_failed_the_trial(tmp_path):
     trial = study.ask()
     with heartbeat.Heartbeat(trial, interval=0.05, worker="here:1") as beating:
         study.tell(trial.number, state=State.FAIL)  # as a reaper elsewhere would
-        time.sleep(0.3)
-        assert beating._thread is not None and not beating._thread.is_alive()
+        assert beating._thread is not None
+        beating._thread.join(timeout=30)  # its next beat is refused and it ends by itself
+        assert not beating._thread.is_alive()
     assert study.get_trials(deepcopy=False)[0].state == State.FAIL
 
 
